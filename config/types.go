@@ -1,0 +1,189 @@
+// Package config holds bffgate's configuration types and turns YAML files into
+// a validated Config: environment expansion, strict decoding (unknown keys are
+// errors), defaults, then a pure Validate that reports every problem at once,
+// each with its file and key path. It never touches the network.
+package config
+
+import "time"
+
+// Config is the whole gateway configuration (the file given with -config plus
+// every frontend file).
+type Config struct {
+	Server   Server   `yaml:"server"`
+	Sessions Sessions `yaml:"sessions"`
+	// FrontendsDir holds one *.yaml file per frontend. Relative to the config file.
+	FrontendsDir string `yaml:"frontends_dir"`
+	// Frontends may be given inline instead of (or in addition to) FrontendsDir.
+	Frontends []Frontend `yaml:"frontends"`
+
+	// Path is the file this config was loaded from ("" when built in code).
+	Path string `yaml:"-"`
+}
+
+// Server configures the listeners.
+type Server struct {
+	// Listen is the gateway's listener. Default 127.0.0.1:8080.
+	Listen string `yaml:"listen"`
+	// PublicURL is the external origin (scheme://host[:port], no path); redirect
+	// URIs are built from it. Required. http:// is accepted for loopback hosts,
+	// elsewhere only with AllowInsecureHTTP.
+	PublicURL string `yaml:"public_url"`
+	// AdminListen, when set, serves /healthz, /readyz and /metrics there instead of on Listen.
+	AdminListen string `yaml:"admin_listen"`
+	// TrustedProxies are CIDRs whose X-Forwarded-* headers are honoured. Empty: none.
+	TrustedProxies []string `yaml:"trusted_proxies"`
+	// ShutdownTimeout bounds the drain of in-flight requests. Default 20s.
+	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+	// MaxBodyBytes limits request bodies (413 above it). Default 10 MiB.
+	MaxBodyBytes int64 `yaml:"max_body_bytes"`
+	// AllowInsecureHTTP permits an http:// public_url on a non-loopback host
+	// (cookies then lose Secure and the __Host- prefix). Dev only.
+	AllowInsecureHTTP bool `yaml:"allow_insecure_http"`
+}
+
+// Sessions configures the session store and cookie sealing.
+type Sessions struct {
+	// Store is redis or memory. Default memory.
+	Store string `yaml:"store"`
+	Redis Redis  `yaml:"redis"`
+	// IdleTimeout ends a session not used for this long. Default 30m.
+	IdleTimeout time.Duration `yaml:"idle_timeout"`
+	// AbsoluteTimeout ends any session this long after login. Default 12h.
+	AbsoluteTimeout time.Duration `yaml:"absolute_timeout"`
+	// RefreshMargin: refresh the access token when it expires within this. Default 60s.
+	RefreshMargin time.Duration `yaml:"refresh_margin"`
+	// CookieKeys seal cookies and handles; the first pair seals, all open.
+	// Required for the redis store (every instance must share them); with the
+	// memory store, random keys are generated when empty.
+	CookieKeys []CookieKey `yaml:"cookie_keys"`
+}
+
+// CookieKey is one securecookie key pair, both base64 (std or URL encoding).
+type CookieKey struct {
+	Hash  string `yaml:"hash"`  // 32 or 64 bytes
+	Block string `yaml:"block"` // 32 bytes (AES-256)
+}
+
+// Redis configures the go-redis UniversalClient.
+type Redis struct {
+	// URL is a redis:// or rediss:// URL for a single node.
+	URL string `yaml:"url"`
+	// Addrs lists host:port seeds for a cluster, or sentinels with MasterName.
+	Addrs      []string `yaml:"addrs"`
+	MasterName string   `yaml:"master_name"`
+	Username   string   `yaml:"username"`
+	Password   string   `yaml:"password"`
+	DB         int      `yaml:"db"`
+	TLS        bool     `yaml:"tls"`
+	// KeyPrefix namespaces every key. Default "bffgate:".
+	KeyPrefix    string        `yaml:"key_prefix"`
+	DialTimeout  time.Duration `yaml:"dial_timeout"`  // default 1s
+	ReadTimeout  time.Duration `yaml:"read_timeout"`  // default 500ms
+	WriteTimeout time.Duration `yaml:"write_timeout"` // default 500ms
+	PoolSize     int           `yaml:"pool_size"`     // default 10 per CPU
+	MinIdleConns int           `yaml:"min_idle_conns"`
+}
+
+// Frontend kinds.
+const (
+	KindSPA    = "spa"
+	KindMobile = "mobile"
+)
+
+// Route token modes.
+const (
+	TokenUser   = "user"
+	TokenClient = "client"
+	TokenNone   = "none"
+)
+
+// Frontend is one BFF, usually one file owned by that frontend's team.
+type Frontend struct {
+	// Name is [a-z0-9-]+ and unique.
+	Name string `yaml:"name"`
+	// Kind is spa (default) or mobile.
+	Kind string `yaml:"kind"`
+	// Mount is the path prefix this BFF owns ("/web"); "/" for at most one frontend per host.
+	Mount string `yaml:"mount"`
+	// Host, when set, restricts this frontend to that Host header.
+	Host        string           `yaml:"host"`
+	OIDC        OIDC             `yaml:"oidc"`
+	Cookie      Cookie           `yaml:"cookie"`
+	Session     SessionOverrides `yaml:"session"`
+	AfterLogin  string           `yaml:"after_login"`  // default Mount + "/"
+	AfterLogout string           `yaml:"after_logout"` // default Mount + "/"
+	// ReturnTo lists allowed returnTo values: path prefixes for spa (default
+	// [Mount + "/"]), exact app redirect URIs for mobile.
+	ReturnTo   []string    `yaml:"return_to"`
+	CORS       CORS        `yaml:"cors"`
+	Routes     []Route     `yaml:"routes"`
+	Aggregates []Aggregate `yaml:"aggregates"`
+
+	// Source is the file this frontend came from (for messages), "" when inline in Config.Path.
+	Source string `yaml:"-"`
+}
+
+// OIDC is the frontend's confidential client at the provider.
+type OIDC struct {
+	Issuer       string   `yaml:"issuer"`
+	ClientID     string   `yaml:"client_id"`
+	ClientSecret string   `yaml:"client_secret"`
+	Scopes       []string `yaml:"scopes"` // default [openid, profile, email, offline_access]
+	// AuthParams are extra authorize parameters (audience, prompt, acr_values...).
+	AuthParams map[string]string `yaml:"auth_params"`
+}
+
+// Cookie configures the session cookie.
+type Cookie struct {
+	// Name defaults to __Host-bff-<name> on https, bff-<name> on http.
+	Name string `yaml:"name"`
+	// SameSite is strict (default) or lax.
+	SameSite string `yaml:"same_site"`
+}
+
+// SessionOverrides replace sessions.* for one frontend when non-zero.
+type SessionOverrides struct {
+	IdleTimeout     time.Duration `yaml:"idle_timeout"`
+	AbsoluteTimeout time.Duration `yaml:"absolute_timeout"`
+}
+
+// CORS lists the origins allowed to call this BFF with credentials.
+type CORS struct {
+	AllowedOrigins []string `yaml:"allowed_origins"`
+}
+
+// Route forwards M+Prefix/... to Upstream.
+type Route struct {
+	// Prefix is relative to the mount, starts with "/", matches whole segments.
+	Prefix string `yaml:"prefix"`
+	// Upstream is an absolute http(s) URL, optionally with a base path.
+	Upstream string `yaml:"upstream"`
+	// StripPrefix removes Prefix before forwarding (/web/api/orders/7 -> /7).
+	StripPrefix bool `yaml:"strip_prefix"`
+	// Token is user (default), client or none (anonymous route).
+	Token   string   `yaml:"token"`
+	Require Require  `yaml:"require"`
+	Methods []string `yaml:"methods"` // default all
+	// Timeout bounds the whole upstream exchange. Default 30s.
+	Timeout time.Duration `yaml:"timeout"`
+}
+
+// Require holds coarse checks made before forwarding (403 when not met).
+type Require struct {
+	// Claims maps an ID-token claim (dotted for nested) to accepted values; any value matches.
+	Claims map[string][]string `yaml:"claims"`
+}
+
+// Aggregate fans one GET out to several upstream calls.
+type Aggregate struct {
+	Path    string          `yaml:"path"`
+	Timeout time.Duration   `yaml:"timeout"` // default 10s
+	Parts   map[string]Part `yaml:"parts"`
+}
+
+// Part is one call of an Aggregate.
+type Part struct {
+	Upstream string `yaml:"upstream"`
+	Path     string `yaml:"path"`
+	Required bool   `yaml:"required"`
+}

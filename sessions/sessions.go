@@ -1,0 +1,85 @@
+// Package sessions owns the server-side session: the Session type, the small
+// Store interface the concrete stores implement, and the Manager that turns a
+// session into an opaque sealed reference (cookie value or mobile handle) and
+// back. The reference carries the session id and a per-session data key; the
+// stored record is encrypted with that key, so the store alone discloses no
+// token.
+package sessions
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"time"
+)
+
+// ErrNotFound means the key (or session) does not exist or has expired.
+var ErrNotFound = errors.New("sessions: not found")
+
+// ErrExists is returned by Store.Set with IfAbsent when the key exists.
+var ErrExists = errors.New("sessions: key exists")
+
+// ErrInvalidRef means a cookie or handle failed to open (tampered, wrong
+// frontend, expired seal, unknown keys). Callers treat it like no session.
+var ErrInvalidRef = errors.New("sessions: invalid session reference")
+
+// SetMode chooses the write condition of Store.Set.
+type SetMode int
+
+const (
+	// Always writes unconditionally.
+	Always SetMode = iota
+	// IfAbsent writes only when the key does not exist (SET NX); else ErrExists.
+	IfAbsent
+	// IfPresent writes only when the key exists (SET XX); else ErrNotFound.
+	// A refresh that finishes after a logout must not bring the session back.
+	IfPresent
+)
+
+// Store is a key-value store with expiry. Any error other than ErrNotFound or
+// ErrExists means the store is unavailable; callers must never treat such an
+// error as "session gone".
+type Store interface {
+	// Get returns the value and its remaining time to live.
+	Get(ctx context.Context, key string) (value []byte, ttl time.Duration, err error)
+	// Set writes value with ttl (> 0) under the mode's condition.
+	Set(ctx context.Context, key string, value []byte, ttl time.Duration, mode SetMode) error
+	// Expire sets a new ttl on an existing key; ErrNotFound if absent.
+	Expire(ctx context.Context, key string, ttl time.Duration) error
+	// Take returns the value and deletes the key atomically (single-use values).
+	Take(ctx context.Context, key string) ([]byte, error)
+	// Delete removes keys; absent keys are not an error.
+	Delete(ctx context.Context, keys ...string) error
+	// Ping reports whether the store answers (for /readyz).
+	Ping(ctx context.Context) error
+}
+
+// Session is one user's login at one frontend. Tokens live only here.
+type Session struct {
+	Frontend string `json:"frontend"`
+	// Subject and ProviderSID come from the ID token (sub, sid); kept for
+	// back-channel logout and operator revocation.
+	Subject     string `json:"sub"`
+	ProviderSID string `json:"sid,omitempty"`
+	// Claims is the verified ID token's claim set.
+	Claims json.RawMessage `json:"claims"`
+
+	IDToken      string    `json:"id_token"`
+	AccessToken  string    `json:"access_token"`
+	RefreshToken string    `json:"refresh_token,omitempty"`
+	TokenType    string    `json:"token_type,omitempty"`
+	Expiry       time.Time `json:"expiry"` // access token expiry; zero = unknown
+
+	CreatedAt time.Time `json:"created_at"`
+	// AbsoluteExpiry is never extended.
+	AbsoluteExpiry time.Time `json:"absolute_expiry"`
+	// IdleTimeout is this session's sliding window.
+	IdleTimeout time.Duration `json:"idle_timeout"`
+
+	// id and key are set by Manager.Create/Load and never serialized into the record.
+	id  string
+	key []byte
+}
+
+// ID returns the session id (random, >= 128 bits, base64url), "" before Create.
+func (s *Session) ID() string { return s.id }
