@@ -11,12 +11,15 @@ import "time"
 type Config struct {
 	Server   Server   `yaml:"server"`
 	Sessions Sessions `yaml:"sessions"`
-	// FrontendsDir holds one *.yaml file per frontend. Relative to the config file.
+	// FrontendsDir holds one file per frontend: every *.yaml and *.yml in it,
+	// not recursing, dot-files skipped. Relative to the config file.
 	FrontendsDir string `yaml:"frontends_dir"`
-	// Frontends may be given inline instead of (or in addition to) FrontendsDir.
+	// Frontends may be given inline instead of (or in addition to)
+	// FrontendsDir; after Load the inline ones come first, then the files'.
 	Frontends []Frontend `yaml:"frontends"`
 
-	// Path is the file this config was loaded from ("" when built in code).
+	// Path is the file this config was loaded from ("" when built in code);
+	// messages about server, sessions and inline frontends name it.
 	Path string `yaml:"-"`
 }
 
@@ -24,9 +27,10 @@ type Config struct {
 type Server struct {
 	// Listen is the gateway's listener. Default 127.0.0.1:8080.
 	Listen string `yaml:"listen"`
-	// PublicURL is the external origin (scheme://host[:port], no path); redirect
-	// URIs are built from it. Required. http:// is accepted for loopback hosts,
-	// elsewhere only with AllowInsecureHTTP.
+	// PublicURL is the external origin (scheme://host[:port], no path; a
+	// trailing "/" is dropped); redirect URIs are built from it. Required.
+	// http:// is accepted for loopback hosts, elsewhere only with
+	// AllowInsecureHTTP.
 	PublicURL string `yaml:"public_url"`
 	// AdminListen, when set, serves /healthz, /readyz and /metrics there instead of on Listen.
 	AdminListen string `yaml:"admin_listen"`
@@ -103,7 +107,8 @@ type Frontend struct {
 	Name string `yaml:"name"`
 	// Kind is spa (default) or mobile.
 	Kind string `yaml:"kind"`
-	// Mount is the path prefix this BFF owns ("/web"); "/" for at most one frontend per host.
+	// Mount is the path prefix this BFF owns ("/web"; a trailing "/" is
+	// dropped); "/" for at most one frontend per host. Required.
 	Mount string `yaml:"mount"`
 	// Host, when set, restricts this frontend to that Host header.
 	Host        string           `yaml:"host"`
@@ -119,7 +124,9 @@ type Frontend struct {
 	Routes     []Route     `yaml:"routes"`
 	Aggregates []Aggregate `yaml:"aggregates"`
 
-	// Source is the file this frontend came from (for messages), "" when inline in Config.Path.
+	// Source is the file this frontend came from, for messages: frontends_dir
+	// joined with the file name ("frontends/web.yaml"), or Config.Path for an
+	// inline frontend.
 	Source string `yaml:"-"`
 }
 
@@ -141,7 +148,8 @@ type Cookie struct {
 	SameSite string `yaml:"same_site"`
 }
 
-// SessionOverrides replace sessions.* for one frontend when non-zero.
+// SessionOverrides replace sessions.* for one frontend when non-zero;
+// ApplyDefaults copies the global values into the zero ones.
 type SessionOverrides struct {
 	IdleTimeout     time.Duration `yaml:"idle_timeout"`
 	AbsoluteTimeout time.Duration `yaml:"absolute_timeout"`
@@ -163,7 +171,7 @@ type Route struct {
 	// Token is user (default), client or none (anonymous route).
 	Token   string   `yaml:"token"`
 	Require Require  `yaml:"require"`
-	Methods []string `yaml:"methods"` // default all
+	Methods []string `yaml:"methods"` // default all; upper-cased by ApplyDefaults
 	// Timeout bounds the whole upstream exchange. Default 30s.
 	Timeout time.Duration `yaml:"timeout"`
 }

@@ -40,7 +40,8 @@ const (
 // ErrExists means the store is unavailable; callers must never treat such an
 // error as "session gone".
 type Store interface {
-	// Get returns the value and its remaining time to live.
+	// Get returns the value and its remaining time to live (0 when the key
+	// has no expiry, which the stores never create themselves).
 	Get(ctx context.Context, key string) (value []byte, ttl time.Duration, err error)
 	// Set writes value with ttl (> 0) under the mode's condition.
 	Set(ctx context.Context, key string, value []byte, ttl time.Duration, mode SetMode) error
@@ -76,10 +77,27 @@ type Session struct {
 	// IdleTimeout is this session's sliding window.
 	IdleTimeout time.Duration `json:"idle_timeout"`
 
-	// id and key are set by Manager.Create/Load and never serialized into the record.
-	id  string
-	key []byte
+	// id and key are set by Manager.Create/Load and never serialized into the
+	// record; expires is the store expiry as of the last Create/Load/Save.
+	id      string
+	key     []byte
+	expires time.Time
 }
 
 // ID returns the session id (random, >= 128 bits, base64url), "" before Create.
 func (s *Session) ID() string { return s.id }
+
+// ExpiresAt is when the session ends unless it is used again, as seen by the
+// last Manager.Create, Load or Save (for "session_expires_in"); zero before.
+func (s *Session) ExpiresAt() time.Time { return s.expires }
+
+// Locker is implemented by both stores; the token refresh uses it so that one
+// instance refreshes a session at a time.
+type Locker interface {
+	// Acquire sets key to token with ttl only if absent; ok=false when held by someone else.
+	Acquire(ctx context.Context, key, token string, ttl time.Duration) (ok bool, err error)
+	// Renew extends the lease only while key still holds token.
+	Renew(ctx context.Context, key, token string, ttl time.Duration) (ok bool, err error)
+	// Release deletes key only while it still holds token (compare-and-delete).
+	Release(ctx context.Context, key, token string) error
+}

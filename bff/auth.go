@@ -1,0 +1,371 @@
+package bff
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/coreos/go-oidc/v3/oidc"
+	"github.com/labstack/echo/v4"
+	"golang.org/x/oauth2"
+
+	"github.com/bffgate/bffgate/bff/httperr"
+	"github.com/bffgate/bffgate/config"
+	"github.com/bffgate/bffgate/sessions"
+)
+
+const (
+	// loginTTL bounds how long a user may take at the provider.
+	loginTTL = 10 * time.Minute
+	// handoffTTL is the life of a mobile one-time handoff code (SPEC §3).
+	handoffTTL = 60 * time.Second
+)
+
+// pendingLogin travels sealed in the login-state cookie between /login and
+// /callback; a single-use marker in the store makes the state usable once
+// across all instances.
+type pendingLogin struct {
+	State        string `json:"st"`
+	Nonce        string `json:"n"`
+	Verifier     string `json:"v"`
+	ReturnTo     string `json:"r"`
+	AppChallenge string `json:"ac,omitempty"`
+}
+
+func randomString(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b) // never fails (crypto/rand)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// loginCookieName is per login so two tabs logging in at once do not
+// overwrite each other's pending state.
+func (b *BFF) loginCookieName(state string) string {
+	sum := sha256.Sum256([]byte(state))
+	name := "bff-login-" + b.fe.Name + "-" + base64.RawURLEncoding.EncodeToString(sum[:6])
+	if b.secure {
+		return "__Host-" + name
+	}
+	return name
+}
+
+func badRequest(msg string) *httperr.Error {
+	return httperr.New(http.StatusBadRequest, httperr.CodeBadRequest, msg)
+}
+
+func (b *BFF) providerDown(err error) *httperr.Error {
+	return httperr.Wrap(http.StatusBadGateway, httperr.CodeUpstreamUnavailable, "the identity provider is unavailable", err)
+}
+
+func (b *BFF) login(c echo.Context) error {
+	q := c.Request().URL.Query()
+	p := pendingLogin{
+		State:    randomString(32),
+		Nonce:    randomString(32),
+		Verifier: oauth2.GenerateVerifier(),
+		ReturnTo: q.Get("returnTo"),
+	}
+	if b.fe.Kind == config.KindMobile {
+		if p.ReturnTo == "" {
+			return badRequest("returnTo is required: the app redirect URI registered in return_to")
+		}
+		if !validAppReturnTo(p.ReturnTo, b.fe.ReturnTo) {
+			return badRequest("returnTo is not one of this app's registered redirect URIs")
+		}
+		p.AppChallenge = q.Get("code_challenge")
+		if m := q.Get("code_challenge_method"); m != "" && m != "S256" {
+			return badRequest("code_challenge_method must be S256")
+		}
+		if !validChallenge(p.AppChallenge) {
+			return badRequest("code_challenge is required: base64url(SHA-256(code_verifier)), 43 characters")
+		}
+	} else {
+		if p.ReturnTo == "" {
+			p.ReturnTo = b.fe.AfterLogin
+		}
+		if err := validSPAReturnTo(p.ReturnTo, b.fe.ReturnTo); err != nil {
+			return badRequest("returnTo: " + err.Error())
+		}
+	}
+	meta, err := b.provider.get(c.Request().Context())
+	if err != nil {
+		return b.providerDown(err)
+	}
+	payload, _ := json.Marshal(p)
+	sealed, err := b.deps.Sessions.Seal(b.loginSeal(), payload)
+	if err != nil {
+		return fmt.Errorf("seal login state: %w", err)
+	}
+	if err := b.deps.Sessions.PutOnce(c.Request().Context(), "login", p.State, []byte{1}, loginTTL); err != nil {
+		return storeDown(err)
+	}
+	c.SetCookie(&http.Cookie{
+		Name: b.loginCookieName(p.State), Value: sealed, Path: "/",
+		MaxAge: int(loginTTL / time.Second), HttpOnly: true, Secure: b.secure,
+		// The provider's redirect back is a cross-site top-level navigation:
+		// Strict would withhold this cookie from the callback.
+		SameSite: http.SameSiteLaxMode,
+	})
+	opts := []oauth2.AuthCodeOption{oauth2.S256ChallengeOption(p.Verifier), oidc.Nonce(p.Nonce)}
+	for k, v := range b.fe.OIDC.AuthParams {
+		opts = append(opts, oauth2.SetAuthURLParam(k, v))
+	}
+	return c.Redirect(http.StatusFound, meta.oauth.AuthCodeURL(p.State, opts...))
+}
+
+func (b *BFF) loginSeal() string { return "login:" + b.fe.Name }
+
+// callback completes the code flow. Every failure leaves no session behind.
+func (b *BFF) callback(c echo.Context) error {
+	r := c.Request()
+	ctx := r.Context()
+	q := r.URL.Query()
+	state := q.Get("state")
+	if state == "" {
+		return badRequest("the callback has no state parameter")
+	}
+	cookieName := b.loginCookieName(state)
+	lc, err := r.Cookie(cookieName)
+	if err != nil {
+		return badRequest("no login is pending in this browser for this state (expired, already completed, or started elsewhere)")
+	}
+	// The login cookie is spent whatever happens next.
+	c.SetCookie(&http.Cookie{Name: cookieName, Value: "", Path: "/", MaxAge: -1, HttpOnly: true, Secure: b.secure, SameSite: http.SameSiteLaxMode})
+	raw, err := b.deps.Sessions.Open(b.loginSeal(), lc.Value, loginTTL)
+	if err != nil {
+		return badRequest("the login state cookie is invalid or expired")
+	}
+	var p pendingLogin
+	if err := json.Unmarshal(raw, &p); err != nil || subtle.ConstantTimeCompare([]byte(p.State), []byte(state)) != 1 {
+		return badRequest("the state parameter does not match this browser's pending login")
+	}
+	if _, err := b.deps.Sessions.TakeOnce(ctx, "login", state); err != nil {
+		if errors.Is(err, sessions.ErrNotFound) {
+			return badRequest("this login was already completed or has expired; start again")
+		}
+		return storeDown(err)
+	}
+	if e := q.Get("error"); e != "" {
+		msg := "the identity provider refused the login: " + e
+		if d := q.Get("error_description"); d != "" {
+			msg += ": " + d
+		}
+		return httperr.New(http.StatusUnauthorized, httperr.CodeUnauthenticated, msg)
+	}
+	code := q.Get("code")
+	if code == "" {
+		return badRequest("the callback has no code parameter")
+	}
+	meta, err := b.provider.get(ctx)
+	if err != nil {
+		return b.providerDown(err)
+	}
+	// RFC 9207: a provider that names itself must be the one we sent the user to.
+	if q.Has("iss") && q.Get("iss") != meta.issuer {
+		return badRequest("the callback's iss parameter does not name this frontend's provider")
+	}
+	tok, err := meta.oauth.Exchange(b.providerCtx(ctx), code, oauth2.VerifierOption(p.Verifier))
+	if err != nil {
+		var re *oauth2.RetrieveError
+		if errors.As(err, &re) && re.Response != nil && re.Response.StatusCode < 500 {
+			return httperr.Wrap(http.StatusUnauthorized, httperr.CodeUnauthenticated, "the identity provider rejected the authorization code", err)
+		}
+		return b.providerDown(err)
+	}
+	rawID, _ := tok.Extra("id_token").(string)
+	if rawID == "" {
+		return httperr.New(http.StatusUnauthorized, httperr.CodeUnauthenticated, "the identity provider returned no ID token")
+	}
+	idt, err := meta.verifier.Verify(b.providerCtx(ctx), rawID)
+	if err != nil {
+		return httperr.Wrap(http.StatusUnauthorized, httperr.CodeUnauthenticated, "the ID token failed verification", err)
+	}
+	if subtle.ConstantTimeCompare([]byte(idt.Nonce), []byte(p.Nonce)) != 1 {
+		return httperr.New(http.StatusUnauthorized, httperr.CodeUnauthenticated, "the ID token's nonce does not match this login")
+	}
+	if idt.AccessTokenHash != "" {
+		if err := idt.VerifyAccessToken(tok.AccessToken); err != nil {
+			return httperr.Wrap(http.StatusUnauthorized, httperr.CodeUnauthenticated, "the access token does not match the ID token's at_hash", err)
+		}
+	}
+	var claims json.RawMessage
+	if err := idt.Claims(&claims); err != nil {
+		return httperr.Wrap(http.StatusUnauthorized, httperr.CodeUnauthenticated, "the ID token's claims cannot be read", err)
+	}
+	var sidClaim struct {
+		SID string `json:"sid"`
+	}
+	_ = json.Unmarshal(claims, &sidClaim)
+
+	now := b.now()
+	s := &sessions.Session{
+		Frontend:       b.fe.Name,
+		Subject:        idt.Subject,
+		ProviderSID:    sidClaim.SID,
+		Claims:         claims,
+		IDToken:        rawID,
+		AccessToken:    tok.AccessToken,
+		RefreshToken:   tok.RefreshToken,
+		TokenType:      tok.TokenType,
+		Expiry:         tok.Expiry,
+		CreatedAt:      now,
+		AbsoluteExpiry: now.Add(b.fe.Session.AbsoluteTimeout),
+		IdleTimeout:    b.fe.Session.IdleTimeout,
+	}
+	ref, err := b.deps.Sessions.Create(ctx, b.binding, s)
+	if err != nil {
+		return storeDown(err)
+	}
+	b.log.InfoContext(ctx, "login succeeded", "sub", s.Subject)
+	if b.fe.Kind == config.KindMobile {
+		return b.handoff(c, ref, p)
+	}
+	b.setSessionCookie(c, ref)
+	return c.Redirect(http.StatusFound, p.ReturnTo)
+}
+
+// providerCtx makes oauth2 and go-oidc use our client for provider calls.
+func (b *BFF) providerCtx(ctx context.Context) context.Context {
+	return oidc.ClientContext(context.WithValue(ctx, oauth2.HTTPClient, b.deps.HTTPClient), b.deps.HTTPClient)
+}
+
+func (b *BFF) user(c echo.Context) error {
+	s, err := b.requireSession(c)
+	if err != nil {
+		return err
+	}
+	body := map[string]any{}
+	if err := json.Unmarshal(s.Claims, &body); err != nil {
+		return fmt.Errorf("session claims: %w", err)
+	}
+	expires := b.sessionExpiresIn(s.Session)
+	body["bff"] = map[string]any{
+		"sid":                logoutSID(s.Session),
+		"session_expires_in": int64(expires / time.Second),
+		"logout_url":         b.base + "/bff/logout?sid=" + url.QueryEscape(logoutSID(s.Session)),
+	}
+	return c.JSON(http.StatusOK, body)
+}
+
+// sessionExpiresIn is the idle window just renewed by this request, capped
+// by the absolute timeout.
+func (b *BFF) sessionExpiresIn(s *sessions.Session) time.Duration {
+	left := s.AbsoluteExpiry.Sub(b.now())
+	if s.IdleTimeout > 0 && s.IdleTimeout < left {
+		left = s.IdleTimeout
+	}
+	return max(left, 0)
+}
+
+func (b *BFF) logoutGet(c echo.Context) error {
+	ref := b.credential(c.Request())
+	if ref == "" {
+		return c.Redirect(http.StatusFound, b.fe.AfterLogout)
+	}
+	s, err := b.loadRef(c, ref)
+	if err != nil {
+		var he *httperr.Error
+		if errors.As(err, &he) && he == errNoSession {
+			return c.Redirect(http.StatusFound, b.fe.AfterLogout)
+		}
+		return err
+	}
+	// A bare link must not log users out (logout CSRF): it needs the sid
+	// that only /bff/user hands to the page.
+	got := c.QueryParam("sid")
+	if subtle.ConstantTimeCompare([]byte(got), []byte(logoutSID(s))) != 1 {
+		return badRequest("logout by GET needs the sid from /bff/user (bff.logout_url)")
+	}
+	return b.endSession(c, s)
+}
+
+func (b *BFF) logoutPost(c echo.Context) error {
+	ref := b.credential(c.Request())
+	if ref == "" {
+		return c.Redirect(http.StatusFound, b.fe.AfterLogout)
+	}
+	if b.fe.Kind != config.KindMobile && c.Request().Header.Get("X-CSRF") != "1" {
+		return errCSRF
+	}
+	s, err := b.loadRef(c, ref)
+	if err != nil {
+		var he *httperr.Error
+		if errors.As(err, &he) && he == errNoSession {
+			return c.Redirect(http.StatusFound, b.fe.AfterLogout)
+		}
+		return err
+	}
+	return b.endSession(c, s)
+}
+
+// endSession deletes the session everywhere, revokes the refresh token and
+// sends the browser to the provider's end-session endpoint.
+func (b *BFF) endSession(c echo.Context, s *sessions.Session) error {
+	ctx := c.Request().Context()
+	if err := b.deps.Sessions.Delete(ctx, s); err != nil {
+		return storeDown(err)
+	}
+	b.clearSessionCookie(c)
+	meta, err := b.provider.get(ctx)
+	if err != nil {
+		// Logged out here; the provider session outlives it, which the log says.
+		b.log.WarnContext(ctx, "logout without provider round trip", "error", err)
+		return c.Redirect(http.StatusFound, b.fe.AfterLogout)
+	}
+	b.revoke(ctx, meta, s)
+	if meta.endSession == "" {
+		return c.Redirect(http.StatusFound, b.fe.AfterLogout)
+	}
+	u, err := url.Parse(meta.endSession)
+	if err != nil {
+		return c.Redirect(http.StatusFound, b.fe.AfterLogout)
+	}
+	v := u.Query()
+	v.Set("id_token_hint", s.IDToken)
+	v.Set("client_id", b.fe.OIDC.ClientID)
+	v.Set("post_logout_redirect_uri", b.afterLogoutURL())
+	u.RawQuery = v.Encode()
+	return c.Redirect(http.StatusFound, u.String())
+}
+
+func (b *BFF) afterLogoutURL() string {
+	if strings.Contains(b.fe.AfterLogout, "://") {
+		return b.fe.AfterLogout
+	}
+	return b.deps.PublicURL + b.fe.AfterLogout
+}
+
+// revoke tells the provider the refresh token is dead (RFC 7009). Failure
+// is logged, not fatal: the local session is already gone.
+func (b *BFF) revoke(ctx context.Context, meta *providerMeta, s *sessions.Session) {
+	if meta.revocation == "" || s.RefreshToken == "" {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	form := url.Values{"token": {s.RefreshToken}, "token_type_hint": {"refresh_token"}}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, meta.revocation, strings.NewReader(form.Encode()))
+	if err != nil {
+		return
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.SetBasicAuth(url.QueryEscape(b.fe.OIDC.ClientID), url.QueryEscape(b.fe.OIDC.ClientSecret))
+	resp, err := b.deps.HTTPClient.Do(req)
+	if err != nil {
+		b.log.WarnContext(ctx, "refresh token revocation failed", "error", err)
+		return
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b.log.WarnContext(ctx, "refresh token revocation refused", "status", resp.StatusCode)
+	}
+}

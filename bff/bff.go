@@ -1,0 +1,248 @@
+// Package bff is one frontend's Backend-for-Frontend: the OpenID Connect
+// endpoints under M/bff (login, callback, user, logout, mobile session
+// handoff), the session middleware (cookie or handle, CSRF, token refresh,
+// claim checks) and the wiring of the frontend's routes to bff/proxy.
+package bff
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/bffgate/bffgate/bff/aggregate"
+	"github.com/bffgate/bffgate/bff/httperr"
+	"github.com/bffgate/bffgate/bff/proxy"
+	"github.com/bffgate/bffgate/config"
+	"github.com/bffgate/bffgate/sessions"
+)
+
+// Deps are what every BFF of the process shares.
+type Deps struct {
+	Sessions *sessions.Manager
+	// Locker makes a token refresh happen once across instances; nil means
+	// in-process only (a single dev process).
+	Locker sessions.Locker
+	// HTTPClient talks to the identity provider.
+	HTTPClient *http.Client
+	Logger     *slog.Logger
+	Now        func() time.Time
+	// PublicURL is the external origin, without a trailing slash.
+	PublicURL string
+	// RefreshMargin: refresh when the access token expires within this.
+	RefreshMargin  time.Duration
+	TrustedProxies []netip.Prefix
+}
+
+// BFF serves one frontend.
+type BFF struct {
+	fe       config.Frontend
+	base     string // mount without trailing slash ("" for "/")
+	secure   bool
+	deps     Deps
+	log      *slog.Logger
+	now      func() time.Time
+	provider *providerLoader
+	e        *echo.Echo
+	binding  string // seal name of this frontend's session references
+	refresh  *refresher
+}
+
+// New builds the BFF for fe (already defaulted and validated).
+func New(fe config.Frontend, d Deps) (*BFF, error) {
+	if d.Sessions == nil {
+		return nil, errors.New("bff: Deps.Sessions is required")
+	}
+	if d.Now == nil {
+		d.Now = time.Now
+	}
+	if d.Logger == nil {
+		d.Logger = slog.New(slog.DiscardHandler)
+	}
+	if d.HTTPClient == nil {
+		d.HTTPClient = &http.Client{Timeout: 10 * time.Second}
+	}
+	pub, err := url.Parse(d.PublicURL)
+	if err != nil {
+		return nil, fmt.Errorf("public url: %w", err)
+	}
+	d.PublicURL = strings.TrimSuffix(d.PublicURL, "/")
+	b := &BFF{
+		fe:      fe,
+		base:    strings.TrimSuffix(fe.Mount, "/"),
+		secure:  pub.Scheme == "https",
+		deps:    d,
+		log:     d.Logger.With(slog.String("frontend", fe.Name)),
+		now:     d.Now,
+		binding: fe.Kind + ":" + fe.Name,
+	}
+	b.provider = &providerLoader{
+		issuer:       fe.OIDC.Issuer,
+		clientID:     fe.OIDC.ClientID,
+		clientSecret: fe.OIDC.ClientSecret,
+		redirectURL:  d.PublicURL + b.base + "/bff/callback",
+		scopes:       fe.OIDC.Scopes,
+		client:       d.HTTPClient,
+		now:          d.Now,
+	}
+	b.refresh = newRefresher(b)
+	if err := b.buildRoutes(); err != nil {
+		return nil, fmt.Errorf("frontend %q: %w", fe.Name, err)
+	}
+	return b, nil
+}
+
+// Name is the frontend's name.
+func (b *BFF) Name() string { return b.fe.Name }
+
+// Frontend returns the configuration this BFF serves.
+func (b *BFF) Frontend() config.Frontend { return b.fe }
+
+// Ready reports whether the provider metadata is loaded (loading it if due).
+func (b *BFF) Ready(ctx context.Context) error {
+	_, err := b.provider.get(ctx)
+	return err
+}
+
+// ServeHTTP serves a request already routed to this frontend (its path is
+// under the mount and free of dot-segments and encoded slashes).
+func (b *BFF) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	b.e.ServeHTTP(w, r)
+}
+
+func (b *BFF) buildRoutes() error {
+	e := echo.New()
+	e.HideBanner, e.HidePort = true, true
+	e.HTTPErrorHandler = b.handleError
+	b.e = e
+
+	g := e.Group(b.base+"/bff", noStore)
+	g.GET("/login", b.login)
+	g.GET("/callback", b.callback)
+	g.GET("/user", b.user)
+	g.GET("/logout", b.logoutGet)
+	g.POST("/logout", b.logoutPost)
+	if b.fe.Kind == config.KindMobile {
+		g.POST("/session", b.redeemHandoff)
+	}
+	g.RouteNotFound("/*", func(echo.Context) error {
+		return httperr.New(http.StatusNotFound, httperr.CodeNotFound, "no such BFF endpoint")
+	})
+
+	for i, rt := range b.fe.Routes {
+		up, err := url.Parse(rt.Upstream)
+		if err != nil {
+			return fmt.Errorf("routes[%d].upstream: %w", i, err)
+		}
+		p := proxy.New(proxy.Options{
+			Upstream:       up,
+			Mount:          b.base,
+			Prefix:         rt.Prefix,
+			StripPrefix:    rt.StripPrefix,
+			Timeout:        rt.Timeout,
+			TrustedProxies: b.deps.TrustedProxies,
+			Logger:         b.log.With(slog.String("route", rt.Prefix)),
+		})
+		h := b.routeHandler(rt, p)
+		prefix := b.base + strings.TrimSuffix(rt.Prefix, "/")
+		paths := []string{prefix + "/*"}
+		if prefix != "" {
+			paths = append(paths, prefix)
+		}
+		for _, path := range paths {
+			if len(rt.Methods) == 0 {
+				e.Any(path, h)
+			} else {
+				e.Match(rt.Methods, path, h)
+			}
+		}
+	}
+	for _, a := range b.fe.Aggregates {
+		h := aggregate.New(a, b.log.With(slog.String("aggregate", a.Path)))
+		e.GET(b.base+a.Path, b.routeHandler(config.Route{Token: config.TokenUser}, h))
+	}
+	e.RouteNotFound("/*", func(echo.Context) error {
+		return httperr.New(http.StatusNotFound, httperr.CodeNotFound, "no route for this path")
+	})
+	return nil
+}
+
+// routeHandler puts the session checks in front of the route's proxy.
+func (b *BFF) routeHandler(rt config.Route, p http.Handler) echo.HandlerFunc {
+	if rt.Token == config.TokenNone {
+		return echo.WrapHandler(p)
+	}
+	return func(c echo.Context) error {
+		r := c.Request()
+		sess, err := b.requireSession(c)
+		if err != nil {
+			return err
+		}
+		sess, err = b.refresh.ensureFresh(r.Context(), sess)
+		if err != nil {
+			return err
+		}
+		if err := checkClaims(sess.Claims, rt.Require.Claims); err != nil {
+			return err
+		}
+		p.ServeHTTP(c.Response(), r.WithContext(proxy.WithToken(r.Context(), sess.AccessToken)))
+		return nil
+	}
+}
+
+// handleError is the single place errors become responses.
+func (b *BFF) handleError(err error, c echo.Context) {
+	if c.Response().Committed {
+		return
+	}
+	var he *httperr.Error
+	var ee *echo.HTTPError
+	switch {
+	case errors.As(err, &he):
+	case errors.As(err, &ee):
+		he = fromEcho(ee)
+	default:
+		he = httperr.Wrap(http.StatusInternalServerError, httperr.CodeInternal, "internal error", err)
+	}
+	level := slog.LevelDebug
+	if he.Status >= 500 {
+		level = slog.LevelError
+	}
+	if he.Err != nil || he.Status >= 500 {
+		b.log.LogAttrs(c.Request().Context(), level, "request failed",
+			slog.String("method", c.Request().Method), slog.String("path", c.Request().URL.Path),
+			slog.Int("status", he.Status), slog.String("error", he.Error()))
+	}
+	httperr.Write(c.Response(), he)
+}
+
+func fromEcho(ee *echo.HTTPError) *httperr.Error {
+	switch ee.Code {
+	case http.StatusNotFound:
+		return httperr.New(ee.Code, httperr.CodeNotFound, "not found")
+	case http.StatusMethodNotAllowed:
+		return httperr.New(ee.Code, httperr.CodeMethodNotAllowed, "method not allowed on this route")
+	case http.StatusRequestEntityTooLarge:
+		return httperr.New(ee.Code, httperr.CodeTooLarge, "request body too large")
+	}
+	if ee.Code >= 400 && ee.Code < 500 {
+		return httperr.New(ee.Code, httperr.CodeBadRequest, fmt.Sprint(ee.Message))
+	}
+	return httperr.Wrap(http.StatusInternalServerError, httperr.CodeInternal, "internal error", ee)
+}
+
+// noStore keeps every /bff answer out of caches: they carry session state.
+func noStore(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		c.Response().Header().Set("Cache-Control", "no-store")
+		c.Response().Header().Set("Pragma", "no-cache")
+		return next(c)
+	}
+}

@@ -1,0 +1,170 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/bffgate/bffgate/config"
+	"github.com/bffgate/bffgate/internal/gateway"
+)
+
+func newLogger(w io.Writer) *slog.Logger {
+	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: slog.LevelInfo}))
+}
+
+func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("config", defaultCfg, "configuration file")
+	if err := fs.Parse(args); err != nil {
+		return exitUsage
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "bffgate serve: unexpected argument %q\n", fs.Arg(0))
+		return exitUsage
+	}
+	logger := newLogger(stderr)
+	cfg, err := config.Load(*path)
+	if err != nil {
+		printProblems(stderr, err)
+		return exitFail
+	}
+	reload := func() ([]config.Frontend, error) {
+		c, err := config.Load(*path)
+		if err != nil {
+			return nil, err
+		}
+		return c.Frontends, nil
+	}
+	return serve(ctx, cfg, gateway.Options{Logger: logger}, reload, nil, nil, stderr)
+}
+
+// listening, when non-nil, receives the bound addresses (gateway, admin) once
+// the listeners are open.
+type listening func(addr, admin string)
+
+// serve runs the gateway until SIGTERM/SIGINT (or ctx ends), then drains.
+// SIGHUP calls reload and swaps the frontends when it succeeds. ln, when
+// non-nil, is the already open gateway listener (the demo needs its port
+// before it can build the config).
+func serve(ctx context.Context, cfg *config.Config, o gateway.Options, reload func() ([]config.Frontend, error), ln net.Listener, onListen listening, stderr io.Writer) int {
+	logger := o.Logger
+	gw, err := gateway.New(cfg, o)
+	if err != nil {
+		fmt.Fprintf(stderr, "bffgate: %v\n", err)
+		return exitFail
+	}
+	defer gw.Close()
+
+	if ln == nil {
+		if ln, err = net.Listen("tcp", cfg.Server.Listen); err != nil {
+			fmt.Fprintf(stderr, "bffgate: %s: server.listen: %v\n", cfg.Path, err)
+			return exitFail
+		}
+	}
+	servers := []*http.Server{newServer(gw.Handler(cfg.Server.AdminListen == ""), logger)}
+	listeners := []net.Listener{ln}
+	adminAddr := ""
+	if cfg.Server.AdminListen != "" {
+		aln, err := net.Listen("tcp", cfg.Server.AdminListen)
+		if err != nil {
+			ln.Close()
+			fmt.Fprintf(stderr, "bffgate: %s: server.admin_listen: %v\n", cfg.Path, err)
+			return exitFail
+		}
+		adminAddr = aln.Addr().String()
+		servers = append(servers, newServer(gw.AdminHandler(), logger))
+		listeners = append(listeners, aln)
+	}
+	logger.Info("bffgate listening", "addr", ln.Addr().String(), "admin", adminAddr, "frontends", len(cfg.Frontends))
+	if onListen != nil {
+		onListen(ln.Addr().String(), adminAddr)
+	}
+
+	errc := make(chan error, len(servers))
+	for i, s := range servers {
+		go func() { errc <- s.Serve(listeners[i]) }()
+	}
+	// Warm provider metadata so the first login does not pay for discovery.
+	go func() { _ = gw.Router.Ready(context.WithoutCancel(ctx)) }()
+
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	defer signal.Stop(sig)
+	for {
+		select {
+		case s := <-sig:
+			if s == syscall.SIGHUP {
+				if reload == nil {
+					logger.Warn("SIGHUP: this process has no files to reload")
+					continue
+				}
+				fes, err := reload()
+				if err == nil {
+					err = gw.Reload(fes)
+				}
+				if err != nil {
+					logger.Error("reload failed; keeping the running frontends", "problems", err.Error())
+					continue
+				}
+				logger.Info("frontends reloaded", "frontends", len(fes))
+				continue
+			}
+			logger.Info("shutting down", "signal", s.String(), "timeout", cfg.Server.ShutdownTimeout.String())
+			return shutdown(servers, cfg.Server.ShutdownTimeout, logger)
+		case <-ctx.Done():
+			return shutdown(servers, cfg.Server.ShutdownTimeout, logger)
+		case err := <-errc:
+			if errors.Is(err, http.ErrServerClosed) {
+				continue
+			}
+			logger.Error("server failed", "error", err)
+			_ = shutdown(servers, time.Second, logger)
+			return exitFail
+		}
+	}
+}
+
+func shutdown(servers []*http.Server, timeout time.Duration, logger *slog.Logger) int {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	code := exitOK
+	for _, s := range servers {
+		if err := s.Shutdown(ctx); err != nil {
+			logger.Warn("in-flight requests cut at shutdown_timeout", "error", err)
+		}
+	}
+	return code
+}
+
+func newServer(h http.Handler, logger *slog.Logger) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+}
+
+// printProblems writes each configuration problem on its own line.
+func printProblems(w io.Writer, err error) {
+	type multi interface{ Unwrap() []error }
+	if m, ok := err.(multi); ok {
+		for _, e := range m.Unwrap() {
+			printProblems(w, e)
+		}
+		return
+	}
+	fmt.Fprintln(w, err)
+}

@@ -1,0 +1,168 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// Load reads the config file at path and every frontend it names, then
+// applies defaults and validates, returning every problem found (each an
+// *Error, joined) and no Config when there is any. Relative paths in the file
+// are relative to its directory. Load is also the reload path: a SIGHUP
+// handler calls it again and swaps in the new Frontends only when it succeeds.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return Parse(path, data)
+}
+
+// Parse is Load with the main file's bytes already in hand; path still names
+// it in messages and anchors frontends_dir, which is read from disk.
+func Parse(path string, data []byte) (*Config, error) {
+	var c Config
+	errs, ok, _ := decodeYAML(path, data, &c)
+	if !ok {
+		return nil, errors.Join(errs...)
+	}
+	c.Path = path
+	for i := range c.Frontends {
+		c.Frontends[i].Source = path
+	}
+
+	lostFrontend := false
+	if c.FrontendsDir != "" {
+		dir := c.FrontendsDir
+		if !filepath.IsAbs(dir) {
+			dir = filepath.Join(filepath.Dir(path), dir)
+		}
+		fronts, ferrs, dirErr := loadFrontendsDir(dir, filepath.Clean(c.FrontendsDir), path)
+		if dirErr != nil {
+			errs = append(errs, &Error{File: path, Path: "frontends_dir", Msg: dirErr.Error()})
+			lostFrontend = true
+		}
+		errs = append(errs, ferrs.errs...)
+		lostFrontend = lostFrontend || ferrs.dropped > 0
+		c.Frontends = append(c.Frontends, fronts...)
+	}
+
+	// A key that failed to decode is left zero; Validate's complaints about
+	// that zero, anything under it, or a missing frontend would only repeat
+	// the first error.
+	failed := map[[2]string]bool{}
+	for _, e := range errs {
+		if e, ok := e.(*Error); ok && e.Path != "" {
+			failed[[2]string{e.File, e.Path}] = true
+		}
+	}
+	c.ApplyDefaults()
+	for _, e := range c.problems() {
+		if underFailed(failed, e) || (lostFrontend && e.Msg == msgNoFrontends) {
+			continue
+		}
+		errs = append(errs, e)
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	return &c, nil
+}
+
+// LoadFrontendsDir decodes every frontend file in dir: each *.yaml and *.yml
+// entry, in name order, not recursing, skipping dot-files (editor and
+// ConfigMap leftovers). Each Frontend's Source is dir joined with the file
+// name. It neither applies defaults nor validates: put the result in a Config
+// and call ApplyDefaults and Validate. On any problem it returns no frontends.
+func LoadFrontendsDir(dir string) ([]Frontend, error) {
+	fronts, ferrs, err := loadFrontendsDir(dir, dir, "")
+	if err != nil {
+		return nil, err
+	}
+	if len(ferrs.errs) > 0 {
+		return nil, errors.Join(ferrs.errs...)
+	}
+	return fronts, nil
+}
+
+// frontendErrs carries decode problems and how many files were left out
+// entirely (unparseable or empty).
+type frontendErrs struct {
+	errs    []error
+	dropped int
+}
+
+// loadFrontendsDir reads dir, naming files display/<name> in messages and
+// Source, and skips the file skip (the main config, when frontends_dir is its
+// own directory). The returned error is about dir itself.
+func loadFrontendsDir(dir, display, skip string) ([]Frontend, frontendErrs, error) {
+	var fe frontendErrs
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err
+		}
+		return nil, fe, fmt.Errorf("cannot read directory %s: %w", display, err)
+	}
+	skipAbs := ""
+	if skip != "" {
+		skipAbs, _ = filepath.Abs(skip)
+	}
+	var fronts []Frontend
+	for _, e := range entries {
+		name := e.Name()
+		ext := filepath.Ext(name)
+		if strings.HasPrefix(name, ".") || (ext != ".yaml" && ext != ".yml") {
+			continue
+		}
+		full := filepath.Join(dir, name)
+		source := filepath.Join(display, name)
+		if abs, _ := filepath.Abs(full); skipAbs != "" && abs == skipAbs {
+			continue
+		}
+		// Stat, not the DirEntry: ConfigMap volumes mount files as symlinks.
+		if st, err := os.Stat(full); err != nil || !st.Mode().IsRegular() {
+			continue
+		}
+		data, err := os.ReadFile(full)
+		if err != nil {
+			fe.errs = append(fe.errs, &Error{File: source, Msg: err.Error()})
+			fe.dropped++
+			continue
+		}
+		var f Frontend
+		errs, ok, empty := decodeYAML(source, data, &f)
+		if empty {
+			errs = append(errs, &Error{File: source, Msg: "file is empty; a frontend file holds one frontend"})
+		}
+		fe.errs = append(fe.errs, errs...)
+		if !ok || empty {
+			fe.dropped++
+			continue
+		}
+		f.Source = source
+		fronts = append(fronts, f)
+	}
+	return fronts, fe, nil
+}
+
+// underFailed reports whether e's key path is, or is under, one that failed
+// to decode in the same file.
+func underFailed(failed map[[2]string]bool, e *Error) bool {
+	for p := e.Path; p != ""; {
+		if failed[[2]string{e.File, p}] {
+			return true
+		}
+		i := strings.LastIndexAny(p, ".[")
+		if i < 0 {
+			break
+		}
+		p = p[:i]
+	}
+	return false
+}

@@ -1,0 +1,157 @@
+// Package frontends turns the configured frontends into running BFFs and
+// routes each request to one of them by Host and mount. The routing table is
+// swapped atomically on reload, so in-flight requests finish on the set they
+// started with.
+package frontends
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"sort"
+	"strings"
+	"sync/atomic"
+
+	"github.com/bffgate/bffgate/bff"
+	"github.com/bffgate/bffgate/bff/httperr"
+	"github.com/bffgate/bffgate/config"
+)
+
+// Router dispatches to the BFF owning the request's host and path.
+type Router struct {
+	table atomic.Pointer[table]
+	deps  bff.Deps
+	// MaxBodyBytes limits request bodies; 0 means no limit.
+	maxBody int64
+}
+
+type entry struct {
+	host string // lower-case, no port; "" matches any host
+	base string // mount without trailing slash; "" for "/"
+	bff  *bff.BFF
+}
+
+type table struct{ entries []entry }
+
+// New builds a BFF for every frontend of cfg.
+func New(cfg *config.Config, deps bff.Deps) (*Router, error) {
+	r := &Router{deps: deps, maxBody: cfg.Server.MaxBodyBytes}
+	t, err := build(cfg.Frontends, deps)
+	if err != nil {
+		return nil, err
+	}
+	r.table.Store(t)
+	return r, nil
+}
+
+// Swap replaces the frontend set (hot reload). On error the running set stays.
+func (r *Router) Swap(fes []config.Frontend) error {
+	t, err := build(fes, r.deps)
+	if err != nil {
+		return err
+	}
+	r.table.Store(t)
+	return nil
+}
+
+// BFFs lists the running BFFs in routing order.
+func (r *Router) BFFs() []*bff.BFF {
+	t := r.table.Load()
+	out := make([]*bff.BFF, len(t.entries))
+	for i, e := range t.entries {
+		out[i] = e.bff
+	}
+	return out
+}
+
+// Ready reports the first frontend whose provider metadata is not loaded.
+func (r *Router) Ready(ctx context.Context) error {
+	var errs []error
+	for _, b := range r.BFFs() {
+		if err := b.Ready(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("frontend %q: %w", b.Name(), err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func build(fes []config.Frontend, deps bff.Deps) (*table, error) {
+	t := &table{}
+	for _, fe := range fes {
+		b, err := bff.New(fe, deps)
+		if err != nil {
+			return nil, err
+		}
+		t.entries = append(t.entries, entry{
+			host: strings.ToLower(fe.Host),
+			base: strings.TrimSuffix(fe.Mount, "/"),
+			bff:  b,
+		})
+	}
+	// Host-specific frontends before host-agnostic ones, then longest mount
+	// first, so "/" only catches what no other mount claims.
+	sort.SliceStable(t.entries, func(i, j int) bool {
+		a, b := t.entries[i], t.entries[j]
+		if (a.host != "") != (b.host != "") {
+			return a.host != ""
+		}
+		return len(a.base) > len(b.base)
+	})
+	return t, nil
+}
+
+func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	if err := checkPath(req); err != nil {
+		httperr.Write(w, err)
+		return
+	}
+	if r.maxBody > 0 {
+		if req.ContentLength > r.maxBody {
+			httperr.Write(w, httperr.New(http.StatusRequestEntityTooLarge, httperr.CodeTooLarge,
+				fmt.Sprintf("request body larger than %d bytes", r.maxBody)))
+			return
+		}
+		if req.Body != nil && req.Body != http.NoBody {
+			req.Body = http.MaxBytesReader(w, req.Body, r.maxBody)
+		}
+	}
+	host := req.Host
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	host = strings.ToLower(host)
+	path := req.URL.Path
+	for _, e := range r.table.Load().entries {
+		if e.host != "" && e.host != host {
+			continue
+		}
+		if e.base == "" || path == e.base || strings.HasPrefix(path, e.base+"/") {
+			e.bff.ServeHTTP(w, req)
+			return
+		}
+	}
+	httperr.Write(w, httperr.New(http.StatusNotFound, httperr.CodeNotFound, "no frontend is mounted at this path"))
+}
+
+// checkPath refuses paths whose meaning differs between us and an upstream:
+// dot-segments (also percent-encoded, which Path has decoded), encoded
+// slashes and backslashes. Rejecting beats cleaning: a cleaned path could
+// land on a route the client did not name.
+func checkPath(req *http.Request) *httperr.Error {
+	if !strings.HasPrefix(req.URL.Path, "/") {
+		return httperr.New(http.StatusBadRequest, httperr.CodeBadRequest, "the request path must be absolute")
+	}
+	raw := strings.ToLower(req.URL.RawPath)
+	if strings.Contains(raw, "%2f") || strings.Contains(raw, "%5c") ||
+		strings.ContainsAny(req.URL.Path, "\\\x00") {
+		return httperr.New(http.StatusBadRequest, httperr.CodeBadRequest, "encoded slashes and backslashes are not allowed in paths")
+	}
+	for _, seg := range strings.Split(req.URL.Path, "/") {
+		if seg == "." || seg == ".." {
+			return httperr.New(http.StatusBadRequest, httperr.CodeBadRequest, "dot-segments are not allowed in paths")
+		}
+	}
+	return nil
+}

@@ -1,0 +1,166 @@
+package demo
+
+import (
+	"crypto/rand"
+	"encoding/base64"
+	"net"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/bffgate/bffgate/config"
+)
+
+// The demo's one frontend and its client at the demo provider. The secret is
+// published here: demo only.
+const (
+	WebFrontend     = "web"
+	WebMount        = "/web"
+	WebClientID     = "web-bff"
+	WebClientSecret = "demo-web-secret"
+)
+
+// Endpoints are the URLs the demo pieces are reachable at.
+type Endpoints struct {
+	// PublicURL is the gateway's external origin (scheme://host:port, no path).
+	PublicURL string
+	// Issuer is the demo provider's issuer (its root URL).
+	Issuer string
+	// OrdersURL, ReportsURL and SPAURL are the upstreams: the two services and
+	// the page handler.
+	OrdersURL  string
+	ReportsURL string
+	SPAURL     string
+}
+
+// Config returns the demo gateway configuration: one spa frontend "web"
+// mounted at /web with the routes /api/orders -> OrdersURL and /api/reports ->
+// ReportsURL (prefix stripped, the user's token attached; the services
+// authorize by role themselves) and / -> SPAURL (anonymous, GET and HEAD), the
+// OIDC client of Clients, and in-memory sessions, or Redis at redisURL when it
+// is not empty.
+//
+// With the memory store no cookie keys are set: the store generates them. With
+// Redis, Config generates a random key pair on every call, so the keys are
+// per-process: sessions kept in Redis do not survive a restart of the demo, and
+// two demo processes cannot share them. Real deployments set cookie_keys.
+//
+// Every field the gateway reads is set explicitly, so the result passes
+// ApplyDefaults and Validate unchanged. Server.Listen is PublicURL's host:port;
+// an http:// PublicURL sets AllowInsecureHTTP, which is what the demo is for.
+func Config(ep Endpoints, redisURL string) *config.Config {
+	public := strings.TrimSuffix(ep.PublicURL, "/")
+	listen, insecure := listenFor(public)
+
+	sessions := config.Sessions{
+		Store:           "memory",
+		IdleTimeout:     30 * time.Minute,
+		AbsoluteTimeout: 12 * time.Hour,
+		RefreshMargin:   60 * time.Second,
+	}
+	if redisURL != "" {
+		sessions.Store = "redis"
+		sessions.Redis = config.Redis{
+			URL:          redisURL,
+			KeyPrefix:    "bffgate-demo:",
+			DialTimeout:  time.Second,
+			ReadTimeout:  500 * time.Millisecond,
+			WriteTimeout: 500 * time.Millisecond,
+		}
+		sessions.CookieKeys = []config.CookieKey{{
+			Hash:  randomKey(64),
+			Block: randomKey(32),
+		}}
+	}
+
+	const after = WebMount + "/"
+	return &config.Config{
+		Server: config.Server{
+			Listen:            listen,
+			PublicURL:         public,
+			ShutdownTimeout:   5 * time.Second,
+			MaxBodyBytes:      10 << 20,
+			AllowInsecureHTTP: insecure,
+		},
+		Sessions: sessions,
+		Frontends: []config.Frontend{{
+			Name:  WebFrontend,
+			Kind:  config.KindSPA,
+			Mount: WebMount,
+			OIDC: config.OIDC{
+				Issuer:       ep.Issuer,
+				ClientID:     WebClientID,
+				ClientSecret: WebClientSecret,
+				Scopes:       []string{"openid", "profile", "email", "offline_access"},
+			},
+			Cookie:      config.Cookie{SameSite: "strict"},
+			AfterLogin:  after,
+			AfterLogout: after,
+			ReturnTo:    []string{after},
+			Routes: []config.Route{
+				{
+					Prefix:      "/api/orders",
+					Upstream:    ep.OrdersURL,
+					StripPrefix: true,
+					Token:       config.TokenUser,
+					Timeout:     10 * time.Second,
+				},
+				{
+					Prefix:      "/api/reports",
+					Upstream:    ep.ReportsURL,
+					StripPrefix: true,
+					Token:       config.TokenUser,
+					Timeout:     10 * time.Second,
+				},
+				{
+					// The page itself: anonymous, so a logged-out visitor sees it.
+					Prefix:   "/",
+					Upstream: ep.SPAURL,
+					Token:    config.TokenNone,
+					Methods:  []string{"GET", "HEAD"},
+					Timeout:  10 * time.Second,
+				},
+			},
+		}},
+	}
+}
+
+// Clients returns the provider clients matching Config: web-bff with the
+// redirect URI PublicURL/web/bff/callback and the post-logout redirect URI
+// PublicURL/web/.
+func Clients(ep Endpoints) []Client {
+	public := strings.TrimSuffix(ep.PublicURL, "/")
+	return []Client{{
+		ID:                     WebClientID,
+		Secret:                 WebClientSecret,
+		RedirectURIs:           []string{public + WebMount + "/bff/callback"},
+		PostLogoutRedirectURIs: []string{public + WebMount + "/"},
+	}}
+}
+
+// listenFor derives the listen address from the public URL (adding the
+// scheme's default port) and reports whether it is plain http.
+func listenFor(public string) (listen string, insecure bool) {
+	u, err := url.Parse(public)
+	if err != nil || u.Host == "" {
+		// Left for Validate to report.
+		return "", false
+	}
+	listen = u.Host
+	if u.Port() == "" {
+		port := "443"
+		if u.Scheme == "http" {
+			port = "80"
+		}
+		listen = net.JoinHostPort(u.Hostname(), port)
+	}
+	return listen, u.Scheme == "http"
+}
+
+// randomKey returns n random bytes, base64 encoded.
+func randomKey(n int) string {
+	b := make([]byte, n)
+	// crypto/rand.Read never fails (it panics on a broken system source).
+	_, _ = rand.Read(b)
+	return base64.StdEncoding.EncodeToString(b)
+}

@@ -1,0 +1,126 @@
+package demo_test
+
+import (
+	"encoding/base64"
+	"slices"
+	"testing"
+
+	"github.com/bffgate/bffgate/config"
+	"github.com/bffgate/bffgate/internal/demo"
+)
+
+var testEndpoints = demo.Endpoints{
+	PublicURL:  "http://127.0.0.1:8080",
+	Issuer:     "http://127.0.0.1:9998",
+	OrdersURL:  "http://127.0.0.1:9001",
+	ReportsURL: "http://127.0.0.1:9002",
+	SPAURL:     "http://127.0.0.1:9003",
+}
+
+func TestConfigMemory(t *testing.T) {
+	cfg := demo.Config(testEndpoints, "")
+	if cfg.Server.PublicURL != testEndpoints.PublicURL || cfg.Server.Listen != "127.0.0.1:8080" || !cfg.Server.AllowInsecureHTTP {
+		t.Errorf("server %+v", cfg.Server)
+	}
+	if cfg.Sessions.Store != "memory" || len(cfg.Sessions.CookieKeys) != 0 {
+		t.Errorf("sessions %+v", cfg.Sessions)
+	}
+	if len(cfg.Frontends) != 1 {
+		t.Fatalf("%d frontends", len(cfg.Frontends))
+	}
+	fe := cfg.Frontends[0]
+	if fe.Name != "web" || fe.Kind != config.KindSPA || fe.Mount != "/web" {
+		t.Errorf("frontend %+v", fe)
+	}
+	if fe.OIDC.Issuer != testEndpoints.Issuer || fe.OIDC.ClientID != demo.WebClientID || fe.OIDC.ClientSecret != demo.WebClientSecret ||
+		!slices.Contains(fe.OIDC.Scopes, "offline_access") {
+		t.Errorf("oidc %+v", fe.OIDC)
+	}
+	if fe.AfterLogin != "/web/" || fe.AfterLogout != "/web/" || !slices.Equal(fe.ReturnTo, []string{"/web/"}) {
+		t.Errorf("after_login %q after_logout %q return_to %v", fe.AfterLogin, fe.AfterLogout, fe.ReturnTo)
+	}
+	want := []config.Route{
+		{Prefix: "/api/orders", Upstream: testEndpoints.OrdersURL, StripPrefix: true, Token: config.TokenUser},
+		{Prefix: "/api/reports", Upstream: testEndpoints.ReportsURL, StripPrefix: true, Token: config.TokenUser},
+		{Prefix: "/", Upstream: testEndpoints.SPAURL, StripPrefix: false, Token: config.TokenNone},
+	}
+	if len(fe.Routes) != len(want) {
+		t.Fatalf("routes %+v", fe.Routes)
+	}
+	for i, w := range want {
+		g := fe.Routes[i]
+		if g.Prefix != w.Prefix || g.Upstream != w.Upstream || g.StripPrefix != w.StripPrefix || g.Token != w.Token || g.Timeout <= 0 {
+			t.Errorf("routes[%d] = %+v, want %+v", i, g, w)
+		}
+	}
+}
+
+func TestConfigRedis(t *testing.T) {
+	a := demo.Config(testEndpoints, "redis://127.0.0.1:6379/0")
+	b := demo.Config(testEndpoints, "redis://127.0.0.1:6379/0")
+	if a.Sessions.Store != "redis" || a.Sessions.Redis.URL != "redis://127.0.0.1:6379/0" || a.Sessions.Redis.KeyPrefix == "" {
+		t.Errorf("sessions %+v", a.Sessions)
+	}
+	if len(a.Sessions.CookieKeys) != 1 {
+		t.Fatalf("cookie keys %+v", a.Sessions.CookieKeys)
+	}
+	k := a.Sessions.CookieKeys[0]
+	hash, err1 := base64.StdEncoding.DecodeString(k.Hash)
+	block, err2 := base64.StdEncoding.DecodeString(k.Block)
+	if err1 != nil || err2 != nil || len(hash) != 64 || len(block) != 32 {
+		t.Errorf("cookie key lengths hash %d block %d (%v, %v)", len(hash), len(block), err1, err2)
+	}
+	if k == b.Sessions.CookieKeys[0] {
+		t.Error("two calls produced the same cookie keys")
+	}
+}
+
+func TestConfigListen(t *testing.T) {
+	tests := []struct {
+		public, listen string
+		insecure       bool
+	}{
+		{"http://127.0.0.1:8080/", "127.0.0.1:8080", true},
+		{"http://localhost", "localhost:80", true},
+		{"https://app.example.com", "app.example.com:443", false},
+	}
+	for _, tt := range tests {
+		ep := testEndpoints
+		ep.PublicURL = tt.public
+		cfg := demo.Config(ep, "")
+		if cfg.Server.Listen != tt.listen || cfg.Server.AllowInsecureHTTP != tt.insecure {
+			t.Errorf("%s: listen %q insecure %v, want %q %v", tt.public, cfg.Server.Listen, cfg.Server.AllowInsecureHTTP, tt.listen, tt.insecure)
+		}
+	}
+}
+
+func TestClients(t *testing.T) {
+	ep := testEndpoints
+	ep.PublicURL += "/" // a trailing slash is tolerated
+	got := demo.Clients(ep)
+	if len(got) != 1 {
+		t.Fatalf("clients %+v", got)
+	}
+	c := got[0]
+	if c.ID != demo.WebClientID || c.Secret != demo.WebClientSecret ||
+		!slices.Equal(c.RedirectURIs, []string{"http://127.0.0.1:8080/web/bff/callback"}) ||
+		!slices.Equal(c.PostLogoutRedirectURIs, []string{"http://127.0.0.1:8080/web/"}) {
+		t.Errorf("client %+v", c)
+	}
+	// The provider accepts them.
+	if _, err := demo.NewIDP(testEndpoints.Issuer, got, demo.IDPOptions{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestConfigValidates: the demo configuration passes the gateway's own
+// defaults and validation, with either store.
+func TestConfigValidates(t *testing.T) {
+	for _, redisURL := range []string{"", "redis://127.0.0.1:6379/0"} {
+		cfg := demo.Config(testEndpoints, redisURL)
+		cfg.ApplyDefaults()
+		if err := cfg.Validate(); err != nil {
+			t.Errorf("redis %q: %v", redisURL, err)
+		}
+	}
+}

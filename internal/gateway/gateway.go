@@ -1,0 +1,289 @@
+// Package gateway assembles a running bffgate from a validated Config: the
+// session store (the one place that picks a concrete store), the session
+// manager, the frontends and the HTTP handlers. It is the composition root
+// shared by cmd/bffgate and the end-to-end tests, which is why it lives
+// apart from main.
+package gateway
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"runtime"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/bffgate/bffgate/bff"
+	"github.com/bffgate/bffgate/bff/httperr"
+	"github.com/bffgate/bffgate/bff/proxy"
+	"github.com/bffgate/bffgate/config"
+	"github.com/bffgate/bffgate/frontends"
+	"github.com/bffgate/bffgate/sessions"
+	"github.com/bffgate/bffgate/sessions/memstore"
+	"github.com/bffgate/bffgate/sessions/redisstore"
+)
+
+// store is what the gateway needs of a concrete store.
+type store interface {
+	sessions.Store
+	sessions.Locker
+}
+
+// Gateway is one running instance.
+type Gateway struct {
+	Config   *config.Config
+	Sessions *sessions.Manager
+	Router   *frontends.Router
+	Registry *prometheus.Registry
+
+	store  store
+	redis  redis.UniversalClient
+	logger *slog.Logger
+}
+
+// Options are the process-level collaborators.
+type Options struct {
+	Logger *slog.Logger
+	// HTTPClient talks to identity providers; nil → a client with a 10s timeout.
+	HTTPClient *http.Client
+	// Redis overrides the client built from the config (tests).
+	Redis redis.UniversalClient
+}
+
+// New builds a gateway from cfg, which must have passed Validate.
+func New(cfg *config.Config, o Options) (*Gateway, error) {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	g := &Gateway{Config: cfg, logger: o.Logger, Registry: prometheus.NewRegistry()}
+	g.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	switch cfg.Sessions.Store {
+	case "redis":
+		c := o.Redis
+		if c == nil {
+			var err error
+			if c, err = NewRedisClient(cfg.Sessions.Redis); err != nil {
+				return nil, fmt.Errorf("%s: sessions.redis: %w", cfg.Path, err)
+			}
+		}
+		g.redis = c
+		g.store = redisstore.New(c)
+	default:
+		g.store = memstore.New()
+	}
+
+	keys, err := cookieKeys(cfg, o.Logger)
+	if err != nil {
+		return nil, err
+	}
+	g.Sessions, err = sessions.NewManager(g.store, sessions.Options{KeyPrefix: cfg.Sessions.Redis.KeyPrefix, Keys: keys})
+	if err != nil {
+		return nil, err
+	}
+	trusted, err := proxy.ParseTrusted(cfg.Server.TrustedProxies)
+	if err != nil {
+		return nil, fmt.Errorf("%s: server.trusted_proxies: %w", cfg.Path, err)
+	}
+	hc := o.HTTPClient
+	if hc == nil {
+		hc = &http.Client{Timeout: 10 * time.Second}
+	}
+	g.Router, err = frontends.New(cfg, bff.Deps{
+		Sessions:       g.Sessions,
+		Locker:         g.store,
+		HTTPClient:     hc,
+		Logger:         o.Logger,
+		PublicURL:      cfg.Server.PublicURL,
+		RefreshMargin:  cfg.Sessions.RefreshMargin,
+		TrustedProxies: trusted,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return g, nil
+}
+
+// Reload swaps in newly loaded frontends; the running set stays on error.
+func (g *Gateway) Reload(fes []config.Frontend) error { return g.Router.Swap(fes) }
+
+// Close releases the store connection.
+func (g *Gateway) Close() error {
+	if g.redis != nil {
+		return g.redis.Close()
+	}
+	return nil
+}
+
+// Handler serves the frontends, plus the admin endpoints when withAdmin.
+// No http.ServeMux in front of the router: it would answer dot-segment
+// paths with a redirect to the cleaned path instead of letting the router
+// refuse them.
+func (g *Gateway) Handler(withAdmin bool) http.Handler {
+	if !withAdmin {
+		return g.Router
+	}
+	admin := g.adminEndpoints()
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if h, ok := admin[r.URL.Path]; ok {
+			h.ServeHTTP(w, r)
+			return
+		}
+		g.Router.ServeHTTP(w, r)
+	})
+}
+
+// AdminHandler serves /healthz, /readyz and /metrics alone (admin_listen).
+func (g *Gateway) AdminHandler() http.Handler {
+	admin := g.adminEndpoints()
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if h, ok := admin[r.URL.Path]; ok {
+			h.ServeHTTP(w, r)
+			return
+		}
+		httperr.Write(w, httperr.New(http.StatusNotFound, httperr.CodeNotFound, "admin endpoints: /healthz /readyz /metrics"))
+	})
+}
+
+func (g *Gateway) adminEndpoints() map[string]http.Handler {
+	getOnly := func(h http.HandlerFunc) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Method != http.MethodGet && r.Method != http.MethodHead {
+				httperr.Write(w, httperr.New(http.StatusMethodNotAllowed, httperr.CodeMethodNotAllowed, "use GET"))
+				return
+			}
+			h(w, r)
+		})
+	}
+	metrics := promhttp.HandlerFor(g.Registry, promhttp.HandlerOpts{})
+	return map[string]http.Handler{
+		"/healthz": getOnly(func(w http.ResponseWriter, r *http.Request) {
+			writeJSON(w, http.StatusOK, `{"status":"ok"}`)
+		}),
+		"/readyz": getOnly(func(w http.ResponseWriter, r *http.Request) {
+			if err := g.Ready(r.Context()); err != nil {
+				g.logger.Warn("not ready", "error", err)
+				writeJSON(w, http.StatusServiceUnavailable, fmt.Sprintf(`{"status":"unavailable","message":%q}`, err.Error()))
+				return
+			}
+			writeJSON(w, http.StatusOK, `{"status":"ready"}`)
+		}),
+		"/metrics": getOnly(metrics.ServeHTTP),
+	}
+}
+
+// Ready: the store answers and every frontend's provider metadata is loaded.
+func (g *Gateway) Ready(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	var errs []error
+	if err := g.store.Ping(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("session store: %w", err))
+	}
+	if err := g.Router.Ready(ctx); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+func writeJSON(w http.ResponseWriter, status int, body string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_, _ = w.Write([]byte(body + "\n"))
+}
+
+// NewRedisClient builds the go-redis UniversalClient: a single node from
+// url, a cluster from addrs, Sentinel from addrs plus master_name. Timeouts
+// and pool sizes are explicit so an outage fails fast instead of queueing.
+func NewRedisClient(rc config.Redis) (redis.UniversalClient, error) {
+	o := &redis.UniversalOptions{
+		Addrs:        rc.Addrs,
+		MasterName:   rc.MasterName,
+		Username:     rc.Username,
+		Password:     rc.Password,
+		DB:           rc.DB,
+		DialTimeout:  rc.DialTimeout,
+		ReadTimeout:  rc.ReadTimeout,
+		WriteTimeout: rc.WriteTimeout,
+		PoolSize:     rc.PoolSize,
+		MinIdleConns: rc.MinIdleConns,
+		PoolTimeout:  rc.DialTimeout + rc.ReadTimeout,
+		MaxRetries:   1,
+	}
+	if o.PoolSize == 0 {
+		o.PoolSize = 10 * runtime.NumCPU()
+	}
+	if rc.URL != "" {
+		u, err := redis.ParseURL(rc.URL)
+		if err != nil {
+			return nil, fmt.Errorf("url: %w", err)
+		}
+		o.Addrs = []string{u.Addr}
+		if u.Username != "" {
+			o.Username = u.Username
+		}
+		if u.Password != "" {
+			o.Password = u.Password
+		}
+		if u.DB != 0 {
+			o.DB = u.DB
+		}
+		o.TLSConfig = u.TLSConfig
+	}
+	if rc.TLS && o.TLSConfig == nil {
+		o.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+	}
+	return redis.NewUniversalClient(o), nil
+}
+
+// cookieKeys decodes sessions.cookie_keys; a memory store without keys gets
+// random ones, since its sessions die with the process anyway.
+func cookieKeys(cfg *config.Config, logger *slog.Logger) ([]sessions.KeyPair, error) {
+	var out []sessions.KeyPair
+	for i, k := range cfg.Sessions.CookieKeys {
+		h, err := decodeKey(k.Hash)
+		if err != nil {
+			return nil, fmt.Errorf("%s: sessions.cookie_keys[%d].hash: %w", cfg.Path, i, err)
+		}
+		b, err := decodeKey(k.Block)
+		if err != nil {
+			return nil, fmt.Errorf("%s: sessions.cookie_keys[%d].block: %w", cfg.Path, i, err)
+		}
+		out = append(out, sessions.KeyPair{Hash: h, Block: b})
+	}
+	if len(out) == 0 {
+		if cfg.Sessions.Store == "redis" {
+			return nil, fmt.Errorf("%s: sessions.cookie_keys: required with the redis store", cfg.Path)
+		}
+		logger.Warn("sessions.cookie_keys not set: using random keys; sessions end when the process stops")
+		out = append(out, sessions.KeyPair{Hash: random(64), Block: random(32)})
+	}
+	return out, nil
+}
+
+func decodeKey(s string) ([]byte, error) {
+	s = strings.TrimSpace(s)
+	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.RawStdEncoding, base64.URLEncoding, base64.RawURLEncoding} {
+		if b, err := enc.DecodeString(s); err == nil {
+			return b, nil
+		}
+	}
+	return nil, errors.New("not valid base64")
+}
+
+func random(n int) []byte {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return b
+}

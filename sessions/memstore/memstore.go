@@ -1,0 +1,244 @@
+// Package memstore is the in-memory sessions.Store (and sessions.Locker) for a
+// single process: the demo and development. Sessions do not survive a restart
+// and are not shared between instances; production uses redisstore.
+//
+// Keys expire lazily when touched, and an amortised sweep on writes drops the
+// rest, so there is no background goroutine to stop.
+package memstore
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/bffgate/bffgate/sessions"
+)
+
+var (
+	_ sessions.Store  = (*Store)(nil)
+	_ sessions.Locker = (*Store)(nil)
+)
+
+// minSweepWrites is the fewest writes between two sweeps, so that a small map
+// is not rescanned on every write.
+const minSweepWrites = 64
+
+type entry struct {
+	value   []byte
+	expires time.Time
+}
+
+// Store is a goroutine-safe in-memory key-value store with expiry.
+type Store struct {
+	// Now is the clock (nil: time.Now). Set it before first use; tests use it
+	// to step over TTLs without sleeping.
+	Now func() time.Time
+
+	mu     sync.Mutex
+	data   map[string]entry
+	writes int // since the last sweep
+}
+
+// New returns an empty store.
+func New() *Store {
+	return &Store{data: make(map[string]entry)}
+}
+
+func (s *Store) now() time.Time {
+	if s.Now != nil {
+		return s.Now()
+	}
+	return time.Now()
+}
+
+// lookup returns the live entry under key, dropping it when expired.
+// s.mu must be held.
+func (s *Store) lookup(key string, now time.Time) (entry, bool) {
+	e, ok := s.data[key]
+	if !ok {
+		return entry{}, false
+	}
+	if !now.Before(e.expires) {
+		delete(s.data, key)
+		return entry{}, false
+	}
+	return e, true
+}
+
+// put stores a copy of value and sweeps expired keys once the writes since
+// the last sweep reach half the map's size. A write adds at most one key, so
+// the map never grows past twice what the previous sweep left, and each
+// O(keys) sweep follows at least keys/2 writes: O(1) amortised per write.
+// s.mu must be held.
+func (s *Store) put(key string, value []byte, expires time.Time, now time.Time) {
+	s.data[key] = entry{value: bytes.Clone(value), expires: expires}
+	s.writes++
+	if s.writes < minSweepWrites || 2*s.writes < len(s.data) {
+		return
+	}
+	s.writes = 0
+	for k, e := range s.data {
+		if !now.Before(e.expires) {
+			delete(s.data, k)
+		}
+	}
+}
+
+func checkTTL(ttl time.Duration) error {
+	if ttl <= 0 {
+		return fmt.Errorf("memstore: ttl must be positive, got %v", ttl)
+	}
+	return nil
+}
+
+// Get returns a copy of the value and its remaining time to live.
+func (s *Store) Get(ctx context.Context, key string) ([]byte, time.Duration, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, 0, fmt.Errorf("memstore get: %w", err)
+	}
+	now := s.now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e, ok := s.lookup(key, now)
+	if !ok {
+		return nil, 0, sessions.ErrNotFound
+	}
+	return bytes.Clone(e.value), e.expires.Sub(now), nil
+}
+
+// Set writes value with ttl under mode's condition.
+func (s *Store) Set(ctx context.Context, key string, value []byte, ttl time.Duration, mode sessions.SetMode) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("memstore set: %w", err)
+	}
+	if err := checkTTL(ttl); err != nil {
+		return err
+	}
+	now := s.now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, exists := s.lookup(key, now)
+	switch mode {
+	case sessions.Always:
+	case sessions.IfAbsent:
+		if exists {
+			return sessions.ErrExists
+		}
+	case sessions.IfPresent:
+		if !exists {
+			return sessions.ErrNotFound
+		}
+	default:
+		return fmt.Errorf("memstore set: unknown mode %d", mode)
+	}
+	s.put(key, value, now.Add(ttl), now)
+	return nil
+}
+
+// Expire gives an existing key a new ttl.
+func (s *Store) Expire(ctx context.Context, key string, ttl time.Duration) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("memstore expire: %w", err)
+	}
+	if err := checkTTL(ttl); err != nil {
+		return err
+	}
+	now := s.now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e, ok := s.lookup(key, now)
+	if !ok {
+		return sessions.ErrNotFound
+	}
+	e.expires = now.Add(ttl)
+	s.data[key] = e
+	return nil
+}
+
+// Take returns the value and deletes the key in one step.
+func (s *Store) Take(ctx context.Context, key string) ([]byte, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("memstore take: %w", err)
+	}
+	now := s.now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e, ok := s.lookup(key, now)
+	if !ok {
+		return nil, sessions.ErrNotFound
+	}
+	delete(s.data, key)
+	// The entry left the map, so its slice can be handed out without a copy.
+	return e.value, nil
+}
+
+// Delete removes keys; absent keys are not an error.
+func (s *Store) Delete(ctx context.Context, keys ...string) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("memstore delete: %w", err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, k := range keys {
+		delete(s.data, k)
+	}
+	return nil
+}
+
+// Ping always answers unless ctx is done: memory is always there.
+func (s *Store) Ping(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("memstore ping: %w", err)
+	}
+	return nil
+}
+
+// Acquire sets key to token with ttl only if key is absent.
+func (s *Store) Acquire(ctx context.Context, key, token string, ttl time.Duration) (bool, error) {
+	err := s.Set(ctx, key, []byte(token), ttl, sessions.IfAbsent)
+	switch err {
+	case nil:
+		return true, nil
+	case sessions.ErrExists:
+		return false, nil
+	default:
+		return false, err
+	}
+}
+
+// Renew extends the lease while key still holds token.
+func (s *Store) Renew(ctx context.Context, key, token string, ttl time.Duration) (bool, error) {
+	if err := ctx.Err(); err != nil {
+		return false, fmt.Errorf("memstore renew: %w", err)
+	}
+	if err := checkTTL(ttl); err != nil {
+		return false, err
+	}
+	now := s.now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e, ok := s.lookup(key, now)
+	if !ok || string(e.value) != token {
+		return false, nil
+	}
+	e.expires = now.Add(ttl)
+	s.data[key] = e
+	return true, nil
+}
+
+// Release deletes key while it still holds token, so an instance whose lease
+// ran out cannot free the lock another instance now holds.
+func (s *Store) Release(ctx context.Context, key, token string) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("memstore release: %w", err)
+	}
+	now := s.now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if e, ok := s.lookup(key, now); ok && string(e.value) == token {
+		delete(s.data, key)
+	}
+	return nil
+}

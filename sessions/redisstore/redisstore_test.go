@@ -1,0 +1,245 @@
+package redisstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os/exec"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/bffgate/bffgate/sessions"
+	"github.com/bffgate/bffgate/sessions/sessionstest"
+)
+
+// redisAddr finds a Redis for the conformance suite: the one on
+// 127.0.0.1:6379 when it answers, else a private redis-server that lives as
+// long as t. The suite writes under random prefixes and deletes its keys, so
+// a shared server is safe; nothing here ever flushes a database.
+func redisAddr(t *testing.T) string {
+	t.Helper()
+	if pings(t.Context(), "127.0.0.1:6379") {
+		return "127.0.0.1:6379"
+	}
+	return startRedis(t, freePort(t)).addr
+}
+
+func pings(ctx context.Context, addr string) bool {
+	c := redis.NewClient(&redis.Options{Addr: addr, DialTimeout: 300 * time.Millisecond, MaxRetries: -1})
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	return c.Ping(ctx).Err() == nil
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+type server struct {
+	addr string
+	cmd  *exec.Cmd
+}
+
+// startRedis runs a throwaway redis-server without persistence on port and
+// stops it (by its own PID) when the test ends. extra are more server
+// arguments; the server runs in a temporary directory.
+func startRedis(t *testing.T, port int, extra ...string) *server {
+	t.Helper()
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		t.Skip("redis-server is not installed and nothing answers on 127.0.0.1:6379; skipping the Redis tests")
+	}
+	args := append([]string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1",
+		"--save", "", "--appendonly", "no", "--daemonize", "no"}, extra...)
+	cmd := exec.Command(bin, args...)
+	cmd.Dir = t.TempDir()
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start redis-server: %v", err)
+	}
+	s := &server{addr: fmt.Sprintf("127.0.0.1:%d", port), cmd: cmd}
+	t.Cleanup(s.stop)
+	deadline := time.Now().Add(5 * time.Second)
+	for !pings(context.Background(), s.addr) {
+		if time.Now().After(deadline) {
+			t.Fatalf("redis-server on %s did not answer", s.addr)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return s
+}
+
+// stop kills the server and reaps it; calling it twice is harmless.
+func (s *server) stop() {
+	if s.cmd.ProcessState != nil {
+		return
+	}
+	_ = s.cmd.Process.Kill()
+	_ = s.cmd.Wait()
+}
+
+func newClient(t *testing.T, addr string) redis.UniversalClient {
+	t.Helper()
+	c := redis.NewUniversalClient(&redis.UniversalOptions{
+		Addrs:        []string{addr},
+		DialTimeout:  300 * time.Millisecond,
+		ReadTimeout:  time.Second,
+		WriteTimeout: time.Second,
+		PoolSize:     30,
+	})
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+func TestConformance(t *testing.T) {
+	addr := redisAddr(t)
+	sessionstest.Run(t, func(t *testing.T) interface {
+		sessions.Store
+		sessions.Locker
+	} {
+		return New(newClient(t, addr))
+	})
+}
+
+// TestStoreDown checks that an unreachable Redis is reported as an error of
+// its own, never as "session gone" or "bad cookie", that it is reported
+// quickly, and that the client recovers once Redis is back.
+func TestStoreDown(t *testing.T) {
+	port := freePort(t)
+	srv := startRedis(t, port)
+	c := redis.NewUniversalClient(&redis.UniversalOptions{
+		Addrs:       []string{srv.addr},
+		DialTimeout: 200 * time.Millisecond,
+		ReadTimeout: 200 * time.Millisecond,
+		MaxRetries:  -1,
+	})
+	t.Cleanup(func() { _ = c.Close() })
+	store := New(c)
+	m, err := sessions.NewManager(store, sessions.Options{
+		KeyPrefix: "bffgate-test:",
+		Keys:      []sessions.KeyPair{{Hash: make([]byte, 32), Block: make([]byte, 32)}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	s := &sessions.Session{Frontend: "web", Subject: "alice", AccessToken: "at", IdleTimeout: time.Hour}
+	ref, err := m.Create(ctx, "session:web", s)
+	if err != nil {
+		t.Fatalf("Create: %v", err)
+	}
+
+	srv.stop()
+
+	start := time.Now()
+	_, err = m.Load(ctx, "session:web", ref)
+	if err == nil || errors.Is(err, sessions.ErrNotFound) || errors.Is(err, sessions.ErrInvalidRef) {
+		t.Fatalf("Load with Redis down = %v; want a store error", err)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("Load with Redis down took %v", d)
+	}
+	t.Logf("Load with Redis down: %v", err)
+	storeOps := []struct {
+		name string
+		op   func() error
+	}{
+		{"get", func() error { _, _, err := store.Get(ctx, "bffgate-test:k"); return err }},
+		{"set", func() error { return store.Set(ctx, "bffgate-test:k", []byte("v"), time.Minute, sessions.IfPresent) }},
+		{"expire", func() error { return store.Expire(ctx, "bffgate-test:k", time.Minute) }},
+		{"take", func() error { _, err := store.Take(ctx, "bffgate-test:k"); return err }},
+		{"delete", func() error { return store.Delete(ctx, "bffgate-test:a", "bffgate-test:b") }},
+		{"ping", func() error { return store.Ping(ctx) }},
+		{"acquire", func() error { _, err := store.Acquire(ctx, "bffgate-test:l", "t", time.Second); return err }},
+		{"renew", func() error { _, err := store.Renew(ctx, "bffgate-test:l", "t", time.Second); return err }},
+		{"release", func() error { return store.Release(ctx, "bffgate-test:l", "t") }},
+		{"save", func() error { return m.Save(ctx, s) }},
+		{"take once", func() error { _, err := m.TakeOnce(ctx, "state", "x"); return err }},
+	}
+	for _, tt := range storeOps {
+		t.Run(tt.name, func(t *testing.T) {
+			err := tt.op()
+			if err == nil || errors.Is(err, sessions.ErrNotFound) || errors.Is(err, sessions.ErrExists) ||
+				errors.Is(err, sessions.ErrInvalidRef) {
+				t.Fatalf("%s with Redis down = %v; want a store error", tt.name, err)
+			}
+		})
+	}
+
+	startRedis(t, port) // same port, empty: no persistence
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		err := store.Ping(ctx)
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Ping after restart: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if _, err := m.Load(ctx, "session:web", ref); !errors.Is(err, sessions.ErrNotFound) {
+		t.Fatalf("Load after restart = %v; want ErrNotFound (the record died with the server)", err)
+	}
+}
+
+// TestConformanceCluster runs the suite on a three-node Redis Cluster: the
+// session record and its lock share a hash tag, and no command may span two
+// slots (a multi-key DEL across slots fails with CROSSSLOT).
+func TestConformanceCluster(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a three-node Redis Cluster")
+	}
+	cli, err := exec.LookPath("redis-cli")
+	if err != nil {
+		t.Skip("redis-cli is not installed; skipping the cluster test")
+	}
+	var addrs []string
+	for range 3 {
+		srv := startRedis(t, freePort(t), "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf")
+		addrs = append(addrs, srv.addr)
+	}
+	args := append([]string{"--cluster", "create"}, addrs...)
+	args = append(args, "--cluster-replicas", "0", "--cluster-yes")
+	if out, err := exec.Command(cli, args...).CombinedOutput(); err != nil {
+		t.Fatalf("redis-cli --cluster create: %v\n%s", err, out)
+	}
+	// Wait until every node agrees the cluster is up.
+	deadline := time.Now().Add(10 * time.Second)
+	for _, addr := range addrs {
+		c := redis.NewClient(&redis.Options{Addr: addr})
+		for {
+			info, err := c.ClusterInfo(t.Context()).Result()
+			if err == nil && strings.Contains(info, "cluster_state:ok") {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("cluster on %v not ok: %v %s", addrs, err, info)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		_ = c.Close()
+	}
+	sessionstest.Run(t, func(t *testing.T) interface {
+		sessions.Store
+		sessions.Locker
+	} {
+		c := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: addrs, DialTimeout: time.Second, PoolSize: 30})
+		if _, ok := c.(*redis.ClusterClient); !ok {
+			t.Fatalf("UniversalClient over %d addrs is a %T, want *redis.ClusterClient", len(addrs), c)
+		}
+		t.Cleanup(func() { _ = c.Close() })
+		return New(c)
+	})
+}
