@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"net/url"
 	"slices"
 	"strings"
@@ -90,7 +89,7 @@ type IDPOptions struct {
 // of the example's package-level registry, a "roles" claim in ID and access
 // tokens, and the example's built-in JWT-profile service key, token exchange
 // and client-credentials service user switched off.
-func NewIDP(issuer string, clients []Client, opts IDPOptions) (http.Handler, error) {
+func NewIDP(issuer string, clients []Client, opts IDPOptions) (*IDP, error) {
 	// exampleop.SetupServer log.Fatal's on a bad issuer and the user store
 	// panics on one without a scheme, so everything is checked here first.
 	if err := validateIssuer(issuer); err != nil {
@@ -122,7 +121,7 @@ func NewIDP(issuer string, clients []Client, opts IDPOptions) (http.Handler, err
 		log:                 logger,
 	}
 	// A nil logger: SetupServer would otherwise make it the process default.
-	return exampleop.SetupServer(issuer, st, nil, false), nil
+	return &IDP{Handler: exampleop.SetupServer(issuer, st, nil, false), issuer: issuer, st: st}, nil
 }
 
 func validateIssuer(issuer string) error {

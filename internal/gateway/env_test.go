@@ -77,6 +77,7 @@ type env struct {
 	t        *testing.T
 	public   string
 	issuer   string
+	idp      *demo.IDP
 	srv      *httptest.Server
 	gw       *gateway.Gateway
 	cfg      *config.Config
@@ -140,7 +141,8 @@ func newEnv(t *testing.T, opts ...envOption) *env {
 		{ID: "admin-bff", Secret: adminSecret, RedirectURIs: []string{e.public + "/admin/bff/callback"}, PostLogoutRedirectURIs: []string{e.public + "/admin/"}},
 		{ID: "app-bff", Secret: "app-secret", RedirectURIs: []string{e.public + "/app/bff/callback"}, PostLogoutRedirectURIs: []string{e.public + "/app/"}},
 	}
-	e.issuer = oidctest.StartIDPWith(t, clients, e.idpOpts, e.wrapIDP)
+	e.idp = oidctest.StartProvider(t, clients, e.idpOpts, e.wrapIDP)
+	e.issuer = e.idp.Issuer()
 	e.orders = newUpstream(t)
 
 	e.rdb = testRedis(t)
@@ -334,3 +336,18 @@ func (e *env) session(frontend, ref string) *sessions.Session {
 }
 
 func bufioReader(c net.Conn) *bufio.Reader { return bufio.NewReader(c) }
+
+// instance starts another gateway on the same config and store, as a second
+// replica behind a load balancer; it returns its base URL. Cookies are per
+// host, not per port, so a browser logged in on the first instance sends
+// its cookie here too.
+func (e *env) instance() string {
+	e.t.Helper()
+	gw, err := gateway.New(e.cfg, gateway.Options{})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	srv := httptest.NewServer(gw.Handler(true))
+	e.t.Cleanup(func() { srv.Close(); gw.Close() })
+	return srv.URL
+}

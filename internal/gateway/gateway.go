@@ -220,6 +220,11 @@ func NewRedisClient(rc config.Redis) (redis.UniversalClient, error) {
 		MinIdleConns: rc.MinIdleConns,
 		PoolTimeout:  rc.DialTimeout + rc.ReadTimeout,
 		MaxRetries:   1,
+		// One dial attempt per command: with the default of five, a
+		// blackholed Redis would hold a request for five dial timeouts
+		// before the 503.
+		DialerRetries:      1,
+		DialerRetryTimeout: 50 * time.Millisecond,
 	}
 	if o.PoolSize == 0 {
 		o.PoolSize = 10 * runtime.NumCPU()

@@ -35,22 +35,30 @@ func StartIDP(t testing.TB, clients []demo.Client, opts demo.IDPOptions) (issuer
 // endpoint or to make the provider fail on demand.
 func StartIDPWith(t testing.TB, clients []demo.Client, opts demo.IDPOptions, wrap func(http.Handler) http.Handler) (issuer string) {
 	t.Helper()
+	return StartProvider(t, clients, opts, wrap).Issuer()
+}
+
+// StartProvider is StartIDPWith returning the provider itself, whose
+// SignJWT makes back-channel logout tokens.
+func StartProvider(t testing.TB, clients []demo.Client, opts demo.IDPOptions, wrap func(http.Handler) http.Handler) *demo.IDP {
+	t.Helper()
 	// The issuer names the listener's port, so the listener comes first and
 	// the handler is set before the server starts.
 	srv := httptest.NewUnstartedServer(nil)
-	issuer = "http://" + srv.Listener.Addr().String()
-	h, err := demo.NewIDP(issuer, clients, opts)
+	issuer := "http://" + srv.Listener.Addr().String()
+	idp, err := demo.NewIDP(issuer, clients, opts)
 	if err != nil {
 		srv.Listener.Close()
 		t.Fatalf("oidctest: demo.NewIDP: %v", err)
 	}
+	var h http.Handler = idp
 	if wrap != nil {
 		h = wrap(h)
 	}
 	srv.Config.Handler = h
 	srv.Start()
 	t.Cleanup(srv.Close)
-	return issuer
+	return idp
 }
 
 // maxHops bounds the redirects Login follows; a real login takes about five.

@@ -1,0 +1,320 @@
+package gateway_test
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os/exec"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/bffgate/bffgate/config"
+	"github.com/bffgate/bffgate/internal/demo"
+)
+
+// tokenGrants counts the provider's token-endpoint calls by grant type and
+// can make refresh grants fail with a 500 (a provider outage).
+type tokenGrants struct {
+	mu          sync.Mutex
+	counts      map[string]int
+	failRefresh atomic.Bool
+}
+
+func (g *tokenGrants) wrap(h http.Handler) http.Handler {
+	g.counts = map[string]int{}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPost && r.URL.Path == "/oauth/token" {
+			body, _ := io.ReadAll(r.Body)
+			r.Body = io.NopCloser(bytes.NewReader(body))
+			form, _ := url.ParseQuery(string(body))
+			gt := form.Get("grant_type")
+			g.mu.Lock()
+			g.counts[gt]++
+			g.mu.Unlock()
+			if gt == "refresh_token" && g.failRefresh.Load() {
+				http.Error(w, "provider down", http.StatusInternalServerError)
+				return
+			}
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+func (g *tokenGrants) count(grant string) int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.counts[grant]
+}
+
+func TestSessionSharedAcrossInstances(t *testing.T) {
+	e := newEnv(t)
+	second := e.instance()
+	b := e.browser()
+	b.login("/web", e.admin())
+
+	if resp := b.api(http.MethodGet, second+"/web/api/orders/1"); resp.StatusCode != http.StatusOK {
+		t.Fatalf("instance B refused a session made on A: %d %s", resp.StatusCode, readBody(resp))
+	}
+	ref := b.cookie("bff-web").Value
+	if resp := b.do(http.MethodPost, "/web/bff/logout", http.Header{"X-Csrf": {"1"}}, ""); resp.StatusCode != http.StatusFound {
+		t.Fatalf("logout on A: %d %s", resp.StatusCode, readBody(resp))
+	}
+	replay := e.browser()
+	replay.Jar.SetCookies(mustURL(e.public+"/"), []*http.Cookie{{Name: "bff-web", Value: ref}})
+	errorCode(t, replay.api(http.MethodGet, second+"/web/api/orders/1"), http.StatusUnauthorized, "unauthenticated")
+}
+
+// The provider issues 34 s access tokens (expires_in 33) and the gateway
+// refreshes 30 s before expiry, so a token becomes due about 3 s after login
+// and a fresh one stays good for about 3 s: long enough for the burst below
+// to need exactly one refresh.
+const (
+	shortTokenLifetime = 34 * time.Second
+	shortRefreshMargin = 30 * time.Second
+)
+
+func waitUntilDue() { time.Sleep(3500 * time.Millisecond) }
+
+func TestConcurrentRefreshHappensOnceAcrossInstances(t *testing.T) {
+	grants := &tokenGrants{}
+	e := newEnv(t,
+		withIDP(demo.IDPOptions{AccessTokenLifetime: shortTokenLifetime}),
+		withIDPWrap(grants.wrap),
+		withConfig(func(c *config.Config) { c.Sessions.RefreshMargin = shortRefreshMargin }))
+	second := e.instance()
+	b := e.browser()
+	b.login("/web", e.admin())
+	before := e.session("web", b.cookie("bff-web").Value)
+	waitUntilDue()
+
+	const n = 50
+	var wg sync.WaitGroup
+	statuses := make([]int, n)
+	for i := range n {
+		base := e.public
+		if i%2 == 1 {
+			base = second
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			req, _ := http.NewRequest(http.MethodGet, base+"/web/api/orders/"+strconv.Itoa(i), nil)
+			req.Header.Set("X-Csrf", "1")
+			resp, err := b.Client.Do(req)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			statuses[i] = resp.StatusCode
+		}()
+	}
+	wg.Wait()
+	for i, st := range statuses {
+		if st != http.StatusOK {
+			t.Errorf("request %d: status %d", i, st)
+		}
+	}
+	if got := grants.count("refresh_token"); got != 1 {
+		t.Fatalf("refresh grants at the provider = %d, want exactly 1", got)
+	}
+	after := e.session("web", b.cookie("bff-web").Value)
+	if after.AccessToken == before.AccessToken || after.RefreshToken == before.RefreshToken {
+		t.Fatal("the stored tokens were not replaced by the refresh")
+	}
+	if got := e.orders.last(t).Header.Get("Authorization"); got != "Bearer "+after.AccessToken {
+		t.Error("the upstream did not receive the refreshed access token")
+	}
+}
+
+func TestRefreshRejectedEndsSession(t *testing.T) {
+	grants := &tokenGrants{}
+	e := newEnv(t,
+		withIDP(demo.IDPOptions{AccessTokenLifetime: shortTokenLifetime}),
+		withIDPWrap(grants.wrap),
+		withConfig(func(c *config.Config) { c.Sessions.RefreshMargin = time.Minute })) // always due
+	b := e.browser()
+	b.login("/web", e.admin())
+	s := e.session("web", b.cookie("bff-web").Value)
+
+	// Spend the refresh token behind the gateway's back: the provider's
+	// refresh tokens are single-use, so the gateway's next refresh gets
+	// invalid_grant, as after a revocation at the provider.
+	form := url.Values{"grant_type": {"refresh_token"}, "refresh_token": {s.RefreshToken}}
+	req, _ := http.NewRequest(http.MethodPost, e.issuer+"/oauth/token", bytes.NewBufferString(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.SetBasicAuth("web-bff", webSecret)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("direct refresh: %v %v", err, resp)
+	}
+	resp.Body.Close()
+
+	errorCode(t, b.api(http.MethodGet, "/web/api/orders/1"), http.StatusUnauthorized, "session_expired")
+	if n := e.rdb.Exists(context.Background(), e.prefix+"s:{"+s.ID()+"}").Val(); n != 0 {
+		t.Error("the session survived a rejected refresh")
+	}
+	errorCode(t, b.api(http.MethodGet, "/web/api/orders/1"), http.StatusUnauthorized, "unauthenticated")
+}
+
+func TestProviderOutageDuringRefreshKeepsSession(t *testing.T) {
+	grants := &tokenGrants{}
+	e := newEnv(t,
+		withIDP(demo.IDPOptions{AccessTokenLifetime: 2 * time.Second}),
+		withIDPWrap(grants.wrap),
+		withConfig(func(c *config.Config) { c.Sessions.RefreshMargin = time.Second }))
+	b := e.browser()
+	b.login("/web", e.admin())
+	time.Sleep(2 * time.Second) // the access token has expired
+
+	grants.failRefresh.Store(true)
+	errorCode(t, b.api(http.MethodGet, "/web/api/orders/1"), http.StatusBadGateway, "upstream_unavailable")
+	if e.orders.count() != 0 {
+		t.Error("a request with an expired token was forwarded")
+	}
+	grants.failRefresh.Store(false)
+	if resp := b.api(http.MethodGet, "/web/api/orders/1"); resp.StatusCode != http.StatusOK {
+		t.Fatalf("after the provider came back: %d %s", resp.StatusCode, readBody(resp))
+	}
+}
+
+func TestIdleTimeout(t *testing.T) {
+	e := newEnv(t, withConfig(func(c *config.Config) {
+		c.Sessions.IdleTimeout = 1500 * time.Millisecond
+		c.Sessions.AbsoluteTimeout = time.Hour
+	}))
+	b := e.browser()
+	b.login("/web", e.admin())
+	// Used more often than the idle timeout, the session lives well past it.
+	for range 6 {
+		time.Sleep(500 * time.Millisecond)
+		if resp := b.api(http.MethodGet, "/web/api/orders/1"); resp.StatusCode != http.StatusOK {
+			t.Fatalf("an active session was ended: %d %s", resp.StatusCode, readBody(resp))
+		}
+	}
+	time.Sleep(2 * time.Second)
+	errorCode(t, b.api(http.MethodGet, "/web/api/orders/1"), http.StatusUnauthorized, "unauthenticated")
+}
+
+func TestAbsoluteTimeout(t *testing.T) {
+	e := newEnv(t, withConfig(func(c *config.Config) {
+		c.Sessions.IdleTimeout = time.Hour
+		// Per-frontend overrides.
+		c.Frontends[0].Session.IdleTimeout = time.Second
+		c.Frontends[0].Session.AbsoluteTimeout = 2 * time.Second
+	}))
+	b := e.browser()
+	b.login("/web", e.admin())
+	deadline := time.Now().Add(2 * time.Second)
+	for time.Now().Before(deadline.Add(-300 * time.Millisecond)) {
+		if resp := b.api(http.MethodGet, "/web/api/orders/1"); resp.StatusCode != http.StatusOK {
+			t.Fatalf("ended before the absolute timeout: %d", resp.StatusCode)
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+	time.Sleep(time.Until(deadline) + 300*time.Millisecond)
+	errorCode(t, b.api(http.MethodGet, "/web/api/orders/1"), http.StatusUnauthorized, "unauthenticated")
+}
+
+// ownRedis runs a redis-server on a free port that the test may kill; it
+// persists with appendfsync always, so a restart shows whether anything was
+// deleted while it was down.
+type ownRedis struct {
+	t    *testing.T
+	port int
+	dir  string
+	cmd  *exec.Cmd
+}
+
+func startOwnRedis(t *testing.T) *ownRedis {
+	t.Helper()
+	if _, err := exec.LookPath("redis-server"); err != nil {
+		t.Skip("redis-server is not installed (scripts/test installs it)")
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	r := &ownRedis{t: t, port: port, dir: t.TempDir()}
+	r.start()
+	t.Cleanup(r.stop)
+	return r
+}
+
+func (r *ownRedis) addr() string { return "127.0.0.1:" + strconv.Itoa(r.port) }
+
+func (r *ownRedis) start() {
+	r.t.Helper()
+	r.cmd = exec.Command("redis-server", "--port", strconv.Itoa(r.port), "--bind", "127.0.0.1",
+		"--dir", r.dir, "--appendonly", "yes", "--appendfsync", "always", "--save", "")
+	r.cmd.Stdout, r.cmd.Stderr = io.Discard, io.Discard
+	if err := r.cmd.Start(); err != nil {
+		r.t.Fatal(err)
+	}
+	for range 100 {
+		if c, err := net.Dial("tcp", r.addr()); err == nil {
+			c.Close()
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	r.t.Fatal("redis-server did not start")
+}
+
+func (r *ownRedis) stop() {
+	if r.cmd != nil && r.cmd.Process != nil {
+		_ = r.cmd.Process.Kill()
+		_ = r.cmd.Wait()
+		r.cmd = nil
+	}
+}
+
+func TestStoreOutage(t *testing.T) {
+	rs := startOwnRedis(t)
+	e := newEnv(t, withConfig(func(c *config.Config) {
+		c.Sessions.Redis.URL = "redis://" + rs.addr() + "/0"
+	}))
+	b := e.browser()
+	b.login("/web", e.admin())
+	if resp := b.api(http.MethodGet, "/web/api/orders/1"); resp.StatusCode != http.StatusOK {
+		t.Fatalf("before the outage: %d", resp.StatusCode)
+	}
+
+	rs.stop()
+	errorCode(t, b.api(http.MethodGet, "/web/api/orders/1"), http.StatusServiceUnavailable, "session_store_unavailable")
+	errorCode(t, b.get("/web/bff/user", http.Header{"X-Csrf": {"1"}}), http.StatusServiceUnavailable, "session_store_unavailable")
+	if resp := b.get("/healthz", nil); resp.StatusCode != http.StatusOK {
+		t.Errorf("/healthz = %d during a store outage, want 200", resp.StatusCode)
+	}
+	if resp := b.get("/readyz", nil); resp.StatusCode != http.StatusServiceUnavailable {
+		t.Errorf("/readyz = %d during a store outage, want 503", resp.StatusCode)
+	}
+	if b.cookie("bff-web") == nil {
+		t.Fatal("the outage cleared the browser's cookie")
+	}
+
+	rs.start()
+	var last *http.Response
+	for range 50 { // the client reconnects by itself
+		last = b.api(http.MethodGet, "/web/api/orders/1")
+		if last.StatusCode == http.StatusOK {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if last.StatusCode != http.StatusOK {
+		t.Fatalf("after Redis came back the same session answers %d %s: the outage must not end sessions", last.StatusCode, readBody(last))
+	}
+	if resp := b.get("/readyz", nil); resp.StatusCode != http.StatusOK {
+		t.Errorf("/readyz = %d after recovery", resp.StatusCode)
+	}
+}
