@@ -1,0 +1,78 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// The README's example files must stay valid.
+func TestCheckExamples(t *testing.T) {
+	t.Setenv("BFF_COOKIE_HASH_KEY", strings.Repeat("A", 86))
+	t.Setenv("BFF_COOKIE_BLOCK_KEY", strings.Repeat("B", 43))
+	t.Setenv("WEB_CLIENT_SECRET", "s1")
+	t.Setenv("APP_CLIENT_SECRET", "s2")
+	var out, errb bytes.Buffer
+	code := run(context.Background(), []string{"check", "-config", "../../examples/gateway.yaml"}, &out, &errb)
+	if code != exitOK {
+		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+	for _, want := range []string{"frontend web (spa)", "frontend app (mobile)", "/web/api/orders", "configuration is valid"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("output lacks %q:\n%s", want, out.String())
+		}
+	}
+	if strings.Contains(out.String(), "s1") && strings.Contains(out.String(), "secret") {
+		t.Error("check printed a client secret")
+	}
+}
+
+func TestCheckReportsEveryProblem(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, body string) {
+		if err := os.MkdirAll(filepath.Dir(filepath.Join(dir, name)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("gateway.yaml", "server:\n  public_url: http://localhost:8080\nfrontends_dir: ./frontends\n")
+	write("frontends/web.yaml", `name: web
+mount: /web
+oidc: {issuer: "http://localhost:9998", client_id: web, client_secret: s}
+routes:
+  - prefix: /api/a
+    upstream: "http://a.internal"
+  - prefix: /api/b
+    upstream: "not a url"
+  - prefix: /api/c
+    upstrem: "http://c.internal"
+`)
+	var out, errb bytes.Buffer
+	code := run(context.Background(), []string{"check", "-config", filepath.Join(dir, "gateway.yaml")}, &out, &errb)
+	if code != exitFail {
+		t.Fatalf("exit %d, want 1; stdout %s", code, out.String())
+	}
+	for _, want := range []string{"frontends/web.yaml", "routes[1].upstream", "routes[2].upstrem"} {
+		if !strings.Contains(errb.String(), want) {
+			t.Errorf("problems lack %q:\n%s", want, errb.String())
+		}
+	}
+}
+
+func TestUsageErrors(t *testing.T) {
+	for _, args := range [][]string{{"bogus"}, {"check", "-nope"}, {"serve", "extra-arg"}} {
+		var out, errb bytes.Buffer
+		if code := run(context.Background(), args, &out, &errb); code != exitUsage {
+			t.Errorf("%v: exit %d, want 2", args, code)
+		}
+	}
+	var out bytes.Buffer
+	if code := run(context.Background(), []string{"version"}, &out, &out); code != exitOK || !strings.HasPrefix(out.String(), "bffgate ") {
+		t.Errorf("version: %d %q", code, out.String())
+	}
+}
