@@ -53,6 +53,7 @@ type BFF struct {
 	e        *echo.Echo
 	binding  string // seal name of this frontend's session references
 	refresh  *refresher
+	client   *clientTokens // token: client routes
 }
 
 // New builds the BFF for fe (already defaulted and validated).
@@ -93,6 +94,7 @@ func New(fe config.Frontend, d Deps) (*BFF, error) {
 		now:          d.Now,
 	}
 	b.refresh = newRefresher(b)
+	b.client = newClientTokens(b)
 	if err := b.buildRoutes(); err != nil {
 		return nil, fmt.Errorf("frontend %q: %w", fe.Name, err)
 	}
@@ -122,6 +124,9 @@ func (b *BFF) buildRoutes() error {
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = b.handleError
 	b.e = e
+	if len(b.fe.CORS.AllowedOrigins) > 0 {
+		e.Use(b.cors())
+	}
 
 	g := e.Group(b.base+"/bff", noStore)
 	g.GET("/login", b.login)
@@ -129,6 +134,7 @@ func (b *BFF) buildRoutes() error {
 	g.GET("/user", b.user)
 	g.GET("/logout", b.logoutGet)
 	g.POST("/logout", b.logoutPost)
+	g.POST("/backchannel-logout", b.backchannelLogout)
 	if b.fe.Kind == config.KindMobile {
 		g.POST("/session", b.redeemHandoff)
 	}
@@ -166,7 +172,15 @@ func (b *BFF) buildRoutes() error {
 	}
 	for _, a := range b.fe.Aggregates {
 		h := aggregate.New(a, b.log.With(slog.String("aggregate", a.Path)))
-		e.GET(b.base+a.Path, b.routeHandler(config.Route{Token: config.TokenUser}, h))
+		get := b.routeHandler(config.Route{Token: config.TokenUser}, h)
+		// Any method, so that a POST is told 405 rather than 404.
+		e.Any(b.base+a.Path, func(c echo.Context) error {
+			if c.Request().Method != http.MethodGet {
+				c.Response().Header().Set("Allow", http.MethodGet)
+				return echo.ErrMethodNotAllowed
+			}
+			return get(c)
+		})
 	}
 	e.RouteNotFound("/*", func(echo.Context) error {
 		return httperr.New(http.StatusNotFound, httperr.CodeNotFound, "no route for this path")
@@ -184,6 +198,20 @@ func (b *BFF) routeHandler(rt config.Route, p http.Handler) echo.HandlerFunc {
 		sess, err := b.requireSession(c)
 		if err != nil {
 			return err
+		}
+		if rt.Token == config.TokenClient {
+			// A client route still needs the user's live session (and
+			// CSRF) and its claims, but sends the frontend's own token:
+			// the user's is not refreshed for it.
+			if err := checkClaims(sess.Claims, rt.Require.Claims); err != nil {
+				return err
+			}
+			token, err := b.client.token(r.Context())
+			if err != nil {
+				return err
+			}
+			p.ServeHTTP(c.Response(), r.WithContext(proxy.WithToken(r.Context(), token)))
+			return nil
 		}
 		sess, err = b.refresh.ensureFresh(r.Context(), sess)
 		if err != nil {

@@ -1,0 +1,130 @@
+package bff
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+	"github.com/labstack/echo/v4"
+
+	"github.com/bffgate/bffgate/sessions"
+)
+
+const (
+	backchannelEvent = "http://schemas.openid.net/event/backchannel-logout"
+	// logoutTokenMaxAge bounds how old a logout token may be; the jti replay
+	// cache keeps ids at least this long, so a replay is always caught.
+	logoutTokenMaxAge = 10 * time.Minute
+	clockSkew         = 2 * time.Minute
+)
+
+// signingAlgs are the JWS algorithms a provider may sign logout tokens with.
+var signingAlgs = []jose.SignatureAlgorithm{
+	jose.RS256, jose.RS384, jose.RS512, jose.PS256, jose.PS384, jose.PS512,
+	jose.ES256, jose.ES384, jose.ES512, jose.EdDSA,
+}
+
+type logoutClaims struct {
+	Subject  string                     `json:"sub"`
+	SID      string                     `json:"sid"`
+	JTI      string                     `json:"jti"`
+	IssuedAt *int64                     `json:"iat"`
+	Expiry   *int64                     `json:"exp"`
+	Events   map[string]json.RawMessage `json:"events"`
+	Nonce    *json.RawMessage           `json:"nonce"`
+}
+
+// backchannelLogout is OpenID Connect Back-Channel Logout 1.0 §2.6: verify
+// the logout token, then end every session of this frontend that it names.
+func (b *BFF) backchannelLogout(c echo.Context) error {
+	r := c.Request()
+	if err := r.ParseForm(); err != nil {
+		return badRequest("the body must be application/x-www-form-urlencoded with logout_token")
+	}
+	raw := r.PostForm.Get("logout_token")
+	if raw == "" {
+		return badRequest("logout_token is missing")
+	}
+	claims, err := b.verifyLogoutToken(c, raw)
+	if err != nil {
+		b.log.WarnContext(r.Context(), "back-channel logout refused", "error", err)
+		return badRequest("invalid logout_token: " + err.Error())
+	}
+	ctx := r.Context()
+	// Remember the jti before acting so a concurrent replay on another
+	// instance is refused too.
+	if err := b.deps.Sessions.PutOnce(ctx, "jti:"+b.fe.Name, claims.JTI, []byte{1}, logoutTokenMaxAge+2*clockSkew); err != nil {
+		if errors.Is(err, sessions.ErrExists) {
+			return badRequest("invalid logout_token: this jti was already used")
+		}
+		return storeDown(err)
+	}
+	n, err := b.deps.Sessions.EndSessions(ctx, b.fe.Name, claims.SID, claims.Subject)
+	if err != nil {
+		return storeDown(err)
+	}
+	b.log.InfoContext(ctx, "back-channel logout", "sessions_ended", n, "by_sid", claims.SID != "")
+	c.Response().Header().Set("Cache-Control", "no-store")
+	return c.NoContent(http.StatusOK)
+}
+
+func (b *BFF) verifyLogoutToken(c echo.Context, raw string) (*logoutClaims, error) {
+	jws, err := jose.ParseSigned(raw, signingAlgs)
+	if err != nil {
+		return nil, fmt.Errorf("not a signed JWT: %w", err)
+	}
+	if len(jws.Signatures) != 1 {
+		return nil, errors.New("exactly one signature expected")
+	}
+	// Dex sends no typ; a present one must say what this is (RFC 8725 §3.11).
+	if typ, ok := jws.Signatures[0].Protected.ExtraHeaders[jose.HeaderType].(string); ok &&
+		!strings.EqualFold(typ, "logout+jwt") && !strings.EqualFold(typ, "application/logout+jwt") {
+		return nil, fmt.Errorf("typ %q is not logout+jwt", typ)
+	}
+	meta, err := b.provider.get(c.Request().Context())
+	if err != nil {
+		return nil, err
+	}
+	// Signature, iss and aud as for an ID token; exp is checked below
+	// because early drafts made it optional.
+	tok, err := meta.logoutVerifier.Verify(b.providerCtx(c.Request().Context()), raw)
+	if err != nil {
+		return nil, err
+	}
+	var cl logoutClaims
+	if err := tok.Claims(&cl); err != nil {
+		return nil, err
+	}
+	now := b.now()
+	switch {
+	case cl.IssuedAt == nil:
+		return nil, errors.New("iat is missing")
+	case time.Unix(*cl.IssuedAt, 0).After(now.Add(clockSkew)):
+		return nil, errors.New("iat is in the future")
+	case time.Unix(*cl.IssuedAt, 0).Before(now.Add(-logoutTokenMaxAge)):
+		return nil, errors.New("iat is too old")
+	case cl.Expiry != nil && time.Unix(*cl.Expiry, 0).Before(now.Add(-clockSkew)):
+		return nil, errors.New("the token has expired")
+	case cl.Nonce != nil:
+		return nil, errors.New("a logout token must not contain a nonce")
+	case cl.Events == nil:
+		return nil, errors.New("the events claim is missing")
+	case cl.SID == "" && cl.Subject == "":
+		return nil, errors.New("neither sid nor sub is present")
+	case cl.JTI == "":
+		return nil, errors.New("jti is missing")
+	}
+	ev, ok := cl.Events[backchannelEvent]
+	if !ok {
+		return nil, errors.New("events lacks " + backchannelEvent)
+	}
+	var obj map[string]any
+	if err := json.Unmarshal(ev, &obj); err != nil {
+		return nil, errors.New("the back-channel logout event must be a JSON object")
+	}
+	return &cl, nil
+}
