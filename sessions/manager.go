@@ -63,11 +63,19 @@ type Options struct {
 //	P + "s:{" + id + "}"       session record (JSON: clear Meta + sealed Session)
 //	P + "lock:{" + id + "}"    refresh lock, same hash tag as the record
 //	P + kind + ":" + hex(sha256(once id))   PutOnce values, encrypted under the id
+//	P + "idx:{" + frontend + "}:sid:" + hex(sha256(provider sid))   set of session ids
+//	P + "idx:{" + frontend + "}:sub:" + hex(sha256(subject))        set of session ids
+//
+// The two index sets exist only when the store is an Indexer; they hold ids,
+// never tokens, and hash the provider's values so that key names stay short
+// and carry no user data.
 //
 // The reference (cookie or handle) is securecookie(name "ref:"+binding,
 // id || data key), base64url without padding: about 176 bytes.
 type Manager struct {
 	store  Store
+	index  Indexer // nil: the store keeps no indexes
+	scan   Scanner // nil: the store cannot list keys
 	prefix string
 	codecs []securecookie.Codec
 	now    func() time.Time
@@ -105,8 +113,12 @@ func NewManager(store Store, opts Options) (*Manager, error) {
 	if now == nil {
 		now = time.Now
 	}
+	index, _ := store.(Indexer)
+	scan, _ := store.(Scanner)
 	return &Manager{
 		store:  store,
+		index:  index,
+		scan:   scan,
 		prefix: opts.KeyPrefix,
 		codecs: codecs,
 		now:    now,
@@ -220,6 +232,14 @@ func (m *Manager) Create(ctx context.Context, binding string, s *Session) (strin
 	if err := m.store.Set(ctx, skey, rec, ttl, IfAbsent); err != nil {
 		return "", fmt.Errorf("sessions: create: %w", err)
 	}
+	// The record before its index members: then a member whose record is
+	// absent is stale for good, and pruning it can never drop a live session.
+	// A session that cannot be indexed could not be ended by a back-channel
+	// logout, so it is not handed out.
+	if err := m.addToIndexes(ctx, id, s, indexTTL(s, ttl, now)); err != nil {
+		_ = m.store.Delete(context.WithoutCancel(ctx), skey)
+		return "", fmt.Errorf("sessions: create: %w", err)
+	}
 	s.id, s.key, s.expires = id, bytes.Clone(key), now.Add(ttl)
 	return trimPad(ref), nil
 }
@@ -287,6 +307,13 @@ func (m *Manager) Load(ctx context.Context, binding, ref string) (*Session, erro
 		if err != nil {
 			return nil, fmt.Errorf("sessions: load: extend idle window: %w", err)
 		}
+		if s.AbsoluteExpiry.IsZero() {
+			// Only the idle window bounds this session: its indexes must
+			// slide along with it.
+			if err := m.addToIndexes(ctx, id, s, target); err != nil {
+				return nil, fmt.Errorf("sessions: load: %w", err)
+			}
+		}
 		s.expires = now.Add(target)
 	}
 	return s, nil
@@ -321,27 +348,57 @@ func (m *Manager) Save(ctx context.Context, s *Session) error {
 	if err != nil {
 		return fmt.Errorf("sessions: save: %w", err)
 	}
+	if s.AbsoluteExpiry.IsZero() {
+		if err := m.addToIndexes(ctx, s.id, s, ttl); err != nil {
+			return fmt.Errorf("sessions: save: %w", err)
+		}
+	}
 	s.expires = now.Add(ttl)
 	return nil
 }
 
-// Delete ends the session (logout).
+// Delete ends the session (logout) and takes it out of its indexes.
 func (m *Manager) Delete(ctx context.Context, s *Session) error {
 	if s == nil || s.id == "" {
 		return errors.New("sessions: delete: session was not created or loaded by a Manager")
 	}
-	return m.DeleteByID(ctx, s.id)
+	if err := m.store.Delete(ctx, m.sessionKey(s.id)); err != nil {
+		return fmt.Errorf("sessions: delete: %w", err)
+	}
+	// The session is gone; a member left behind by a failure here is stale,
+	// and readers prune stale members.
+	_ = m.unindex(ctx, s.id, s.Frontend, s.ProviderSID, s.Subject)
+	return nil
 }
 
 // DeleteByID ends a session by id (operator revocation, back-channel logout);
-// no data key is needed. An absent session is not an error; a malformed id
-// is ErrInvalidRef.
+// no data key is needed: the record's clear Meta names its indexes. An absent
+// session is not an error; a malformed id is ErrInvalidRef.
 func (m *Manager) DeleteByID(ctx context.Context, id string) error {
 	if !validID(id) {
 		return fmt.Errorf("sessions: delete: malformed session id %q: %w", id, ErrInvalidRef)
 	}
-	if err := m.store.Delete(ctx, m.sessionKey(id)); err != nil {
+	skey := m.sessionKey(id)
+	var meta Meta
+	hasMeta := false
+	if m.index != nil {
+		value, _, err := m.store.Get(ctx, skey)
+		switch {
+		case errors.Is(err, ErrNotFound):
+			return nil
+		case err != nil:
+			return fmt.Errorf("sessions: delete: %w", err)
+		}
+		// An unreadable record is still deleted; only its index members are
+		// left behind, to be pruned as stale.
+		meta, err = ReadMeta(value)
+		hasMeta = err == nil
+	}
+	if err := m.store.Delete(ctx, skey); err != nil {
 		return fmt.Errorf("sessions: delete: %w", err)
+	}
+	if hasMeta {
+		_ = m.unindex(ctx, id, meta.Frontend, meta.ProviderSID, meta.Subject) // as in Delete
 	}
 	return nil
 }
@@ -462,16 +519,16 @@ type record struct {
 	ProviderSID    string    `json:"sid,omitempty"`
 	CreatedAt      time.Time `json:"created_at"`
 	AbsoluteExpiry time.Time `json:"absolute_expiry"`
-	// Sealed is nonce || AES-256-GCM(Session JSON) under the data key, with
-	// the store key as additional data so a record cannot be moved to
-	// another key.
-	Sealed []byte `json:"sealed"`
 }
 
 // ReadMeta returns the clear metadata of a stored session record.
 func ReadMeta(value []byte) (Meta, error) {
+	meta, _, err := splitRecordEnvelope(value)
+	if err != nil {
+		return Meta{}, fmt.Errorf("sessions: read meta: %w", err)
+	}
 	var r record
-	if err := json.Unmarshal(value, &r); err != nil {
+	if err := json.Unmarshal(meta, &r); err != nil {
 		return Meta{}, fmt.Errorf("sessions: read meta: %w", err)
 	}
 	if r.V != recordVersion {
@@ -487,23 +544,18 @@ func ReadMeta(value []byte) (Meta, error) {
 }
 
 func encodeRecord(skey string, key []byte, s *Session) ([]byte, error) {
-	plain, err := json.Marshal(s)
-	if err != nil {
-		return nil, fmt.Errorf("encode session: %w", err)
-	}
-	sealed, err := encrypt(key, skey, plain)
+	sealed, err := encrypt(key, skey, marshalSession(s))
 	if err != nil {
 		return nil, err
 	}
-	b, err := json.Marshal(record{
+	b, err := marshalRecordEnvelope(record{
 		V:              recordVersion,
 		Frontend:       s.Frontend,
 		Subject:        s.Subject,
 		ProviderSID:    s.ProviderSID,
 		CreatedAt:      s.CreatedAt,
 		AbsoluteExpiry: s.AbsoluteExpiry,
-		Sealed:         sealed,
-	})
+	}, sealed)
 	if err != nil {
 		return nil, fmt.Errorf("encode record: %w", err)
 	}
@@ -513,22 +565,19 @@ func encodeRecord(skey string, key []byte, s *Session) ([]byte, error) {
 // decodeRecord fails with ErrInvalidRef: a record that does not decrypt under
 // the reference's key belongs to no valid reference.
 func decodeRecord(skey string, key, value []byte) (*Session, error) {
-	var r record
-	if err := json.Unmarshal(value, &r); err != nil {
+	_, sealed, err := splitRecordEnvelope(value)
+	if err != nil {
 		return nil, fmt.Errorf("%w: decode record: %v", ErrInvalidRef, err)
 	}
-	if r.V != recordVersion {
-		return nil, fmt.Errorf("%w: unknown record version %d", ErrInvalidRef, r.V)
-	}
-	plain, err := decrypt(key, skey, r.Sealed)
+	plain, err := decrypt(key, skey, sealed)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalidRef, err)
 	}
-	var s Session
-	if err := json.Unmarshal(plain, &s); err != nil {
+	s, err := unmarshalSession(plain)
+	if err != nil {
 		return nil, fmt.Errorf("%w: decode session: %v", ErrInvalidRef, err)
 	}
-	return &s, nil
+	return s, nil
 }
 
 func newGCM(key []byte) (cipher.AEAD, error) {

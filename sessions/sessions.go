@@ -101,3 +101,27 @@ type Locker interface {
 	// Release deletes key only while it still holds token (compare-and-delete).
 	Release(ctx context.Context, key, token string) error
 }
+
+// Indexer keeps small sets of session ids, so that back-channel logout and
+// operator revocation find a user's sessions without scanning the store.
+// Both stores implement it; a Manager over a store that does not simply keeps
+// no indexes. Members may outlive their session: readers check that each
+// session still exists, and prune the ones that do not.
+type Indexer interface {
+	// AddToSet adds member to the set at key and makes the set live at least
+	// ttl (> 0) from now: its expiry only ever grows.
+	AddToSet(ctx context.Context, key, member string, ttl time.Duration) error
+	// Members returns the set's members, in no particular order; none (and no
+	// error) when the set does not exist.
+	Members(ctx context.Context, key string) ([]string, error)
+	// RemoveFromSet removes members from the set; absent ones are not an error.
+	RemoveFromSet(ctx context.Context, key string, members ...string) error
+}
+
+// Scanner lists keys by prefix, for the operator CLI. It is a full walk of the
+// store (non-blocking on Redis, but proportional to its size), so the serving
+// path never uses it. A key may be reported more than once; fn's error stops
+// the walk and is returned.
+type Scanner interface {
+	Scan(ctx context.Context, prefix string, fn func(key string) error) error
+}

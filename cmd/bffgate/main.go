@@ -32,6 +32,8 @@ const usage = `usage:
   bffgate check -config FILE        validate the configuration and print the frontends
   bffgate demo [-listen ADDR] [-redis URL] [-idp-listen ADDR]
                                     everything embedded, for a first look
+  bffgate sessions list|revoke -config FILE [--frontend F] [--sub S] [--sid S]
+                                    list or revoke live sessions (redis store; revoke: a filter or --all)
   bffgate version                   print version and build information
 `
 
@@ -47,6 +49,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return cmdCheck(args, stdout, stderr)
 	case "demo":
 		return cmdDemo(ctx, args, stdout, stderr)
+	case "sessions":
+		return cmdSessions(ctx, args, stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, versionString())
 		return exitOK

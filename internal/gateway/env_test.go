@@ -39,7 +39,7 @@ type upstream struct {
 	reqs []*http.Request
 }
 
-func newUpstream(t *testing.T) *upstream {
+func newUpstream(t testing.TB) *upstream {
 	u := &upstream{}
 	u.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
@@ -74,7 +74,7 @@ func (u *upstream) count() int {
 // env is one gateway in front of the demo provider, a recording upstream
 // and the real Redis.
 type env struct {
-	t        *testing.T
+	t        testing.TB
 	public   string
 	issuer   string
 	idp      *demo.IDP
@@ -88,6 +88,7 @@ type env struct {
 	wrapIDP  func(http.Handler) http.Handler
 	mutate   func(*config.Config)
 	memStore bool
+	gwOpts   gateway.Options
 }
 
 type envOption func(*env)
@@ -110,7 +111,7 @@ func redisAddr() string {
 	return "127.0.0.1:6379"
 }
 
-func testRedis(t *testing.T) *redis.Client {
+func testRedis(t testing.TB) *redis.Client {
 	t.Helper()
 	rdb := redis.NewClient(&redis.Options{Addr: redisAddr()})
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
@@ -128,7 +129,7 @@ func randomKey(n int) string {
 	return base64.StdEncoding.EncodeToString(b)
 }
 
-func newEnv(t *testing.T, opts ...envOption) *env {
+func newEnv(t testing.TB, opts ...envOption) *env {
 	t.Helper()
 	e := &env{t: t}
 	for _, o := range opts {
@@ -193,7 +194,7 @@ func newEnv(t *testing.T, opts ...envOption) *env {
 	if err := e.cfg.Validate(); err != nil {
 		t.Fatalf("test config invalid: %v", err)
 	}
-	gw, err := gateway.New(e.cfg, gateway.Options{})
+	gw, err := gateway.New(e.cfg, e.gwOpts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -300,7 +301,7 @@ func readBody(resp *http.Response) string {
 	return string(b)
 }
 
-func decodeJSON(t *testing.T, resp *http.Response) map[string]any {
+func decodeJSON(t testing.TB, resp *http.Response) map[string]any {
 	t.Helper()
 	var m map[string]any
 	body := readBody(resp)
@@ -311,7 +312,7 @@ func decodeJSON(t *testing.T, resp *http.Response) map[string]any {
 }
 
 // errorCode asserts an error answer's status and JSON code.
-func errorCode(t *testing.T, resp *http.Response, status int, code string) {
+func errorCode(t testing.TB, resp *http.Response, status int, code string) {
 	t.Helper()
 	if resp.StatusCode != status {
 		t.Fatalf("status = %d, want %d; body %s", resp.StatusCode, status, readBody(resp))
@@ -351,3 +352,7 @@ func (e *env) instance() string {
 	e.t.Cleanup(func() { srv.Close(); gw.Close() })
 	return srv.URL
 }
+
+// withGatewayOptions passes o to gateway.New (for instance a Logger that
+// writes to a buffer the test reads).
+func withGatewayOptions(o gateway.Options) envOption { return func(e *env) { e.gwOpts = o } }

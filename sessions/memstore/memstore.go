@@ -9,7 +9,10 @@ package memstore
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -17,16 +20,24 @@ import (
 )
 
 var (
-	_ sessions.Store  = (*Store)(nil)
-	_ sessions.Locker = (*Store)(nil)
+	_ sessions.Store   = (*Store)(nil)
+	_ sessions.Locker  = (*Store)(nil)
+	_ sessions.Indexer = (*Store)(nil)
+	_ sessions.Scanner = (*Store)(nil)
 )
+
+// errWrongType is what Redis calls WRONGTYPE: a value operation on a set, or
+// the other way round.
+var errWrongType = errors.New("memstore: operation against a key holding the wrong kind of value")
 
 // minSweepWrites is the fewest writes between two sweeps, so that a small map
 // is not rescanned on every write.
 const minSweepWrites = 64
 
+// entry is a value or, when set is non-nil, a set of members.
 type entry struct {
 	value   []byte
+	set     map[string]struct{}
 	expires time.Time
 }
 
@@ -73,7 +84,13 @@ func (s *Store) lookup(key string, now time.Time) (entry, bool) {
 // O(keys) sweep follows at least keys/2 writes: O(1) amortised per write.
 // s.mu must be held.
 func (s *Store) put(key string, value []byte, expires time.Time, now time.Time) {
-	s.data[key] = entry{value: bytes.Clone(value), expires: expires}
+	s.putEntry(key, entry{value: bytes.Clone(value), expires: expires}, now)
+}
+
+// putEntry stores e (which the caller owns no more) and sweeps as put says.
+// s.mu must be held.
+func (s *Store) putEntry(key string, e entry, now time.Time) {
+	s.data[key] = e
 	s.writes++
 	if s.writes < minSweepWrites || 2*s.writes < len(s.data) {
 		return
@@ -104,6 +121,9 @@ func (s *Store) Get(ctx context.Context, key string) ([]byte, time.Duration, err
 	e, ok := s.lookup(key, now)
 	if !ok {
 		return nil, 0, sessions.ErrNotFound
+	}
+	if e.set != nil {
+		return nil, 0, errWrongType
 	}
 	return bytes.Clone(e.value), e.expires.Sub(now), nil
 }
@@ -169,6 +189,9 @@ func (s *Store) Take(ctx context.Context, key string) ([]byte, error) {
 	if !ok {
 		return nil, sessions.ErrNotFound
 	}
+	if e.set != nil {
+		return nil, errWrongType
+	}
 	delete(s.data, key)
 	// The entry left the map, so its slice can be handed out without a copy.
 	return e.value, nil
@@ -220,7 +243,7 @@ func (s *Store) Renew(ctx context.Context, key, token string, ttl time.Duration)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	e, ok := s.lookup(key, now)
-	if !ok || string(e.value) != token {
+	if !ok || e.set != nil || string(e.value) != token {
 		return false, nil
 	}
 	e.expires = now.Add(ttl)
@@ -237,8 +260,115 @@ func (s *Store) Release(ctx context.Context, key, token string) error {
 	now := s.now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if e, ok := s.lookup(key, now); ok && string(e.value) == token {
+	if e, ok := s.lookup(key, now); ok && e.set == nil && string(e.value) == token {
 		delete(s.data, key)
+	}
+	return nil
+}
+
+// AddToSet adds member to the set at key; the set then lives at least ttl
+// from now (its expiry never shrinks).
+func (s *Store) AddToSet(ctx context.Context, key, member string, ttl time.Duration) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("memstore add to set: %w", err)
+	}
+	if err := checkTTL(ttl); err != nil {
+		return err
+	}
+	now := s.now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e, ok := s.lookup(key, now)
+	switch {
+	case !ok:
+		e = entry{set: make(map[string]struct{}, 1), expires: now.Add(ttl)}
+	case e.set == nil:
+		return errWrongType
+	default:
+		e.expires = later(e.expires, now.Add(ttl))
+	}
+	e.set[member] = struct{}{}
+	s.putEntry(key, e, now)
+	return nil
+}
+
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
+// Members returns the set's members, sorted; none when the set is absent.
+func (s *Store) Members(ctx context.Context, key string) ([]string, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("memstore members: %w", err)
+	}
+	now := s.now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e, ok := s.lookup(key, now)
+	if !ok {
+		return nil, nil
+	}
+	if e.set == nil {
+		return nil, errWrongType
+	}
+	out := make([]string, 0, len(e.set))
+	for m := range e.set {
+		out = append(out, m)
+	}
+	slices.Sort(out)
+	return out, nil
+}
+
+// RemoveFromSet removes members; a set left empty is deleted, as in Redis.
+func (s *Store) RemoveFromSet(ctx context.Context, key string, members ...string) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("memstore remove from set: %w", err)
+	}
+	now := s.now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e, ok := s.lookup(key, now)
+	if !ok {
+		return nil
+	}
+	if e.set == nil {
+		return errWrongType
+	}
+	for _, m := range members {
+		delete(e.set, m)
+	}
+	if len(e.set) == 0 {
+		delete(s.data, key)
+	}
+	return nil
+}
+
+// Scan calls fn with every live key that starts with prefix, sorted. The keys
+// are collected first, so fn may use the store.
+func (s *Store) Scan(ctx context.Context, prefix string, fn func(key string) error) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("memstore scan: %w", err)
+	}
+	now := s.now()
+	s.mu.Lock()
+	var keys []string
+	for k, e := range s.data {
+		if strings.HasPrefix(k, prefix) && now.Before(e.expires) {
+			keys = append(keys, k)
+		}
+	}
+	s.mu.Unlock()
+	slices.Sort(keys)
+	for _, k := range keys {
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("memstore scan: %w", err)
+		}
+		if err := fn(k); err != nil {
+			return err
+		}
 	}
 	return nil
 }

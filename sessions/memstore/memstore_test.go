@@ -13,10 +13,7 @@ import (
 )
 
 func TestConformance(t *testing.T) {
-	sessionstest.Run(t, func(t *testing.T) interface {
-		sessions.Store
-		sessions.Locker
-	} {
+	sessionstest.Run(t, func(t *testing.T) sessionstest.Backend {
 		return New()
 	})
 }

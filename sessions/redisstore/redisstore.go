@@ -1,7 +1,8 @@
 // Package redisstore is the sessions.Store (and sessions.Locker) over Redis,
 // shared by every gateway instance. It takes a go-redis UniversalClient, so
 // the same code runs on a single node, Sentinel and Redis Cluster: every
-// command touches one key, so no command ever spans two hash slots.
+// command touches one key, so no command ever spans two hash slots. The
+// index sets need Redis 7 (PEXPIRE NX and GT).
 //
 // redis.Nil maps to sessions.ErrNotFound (or ErrExists for SET NX); every
 // other error is returned wrapped, never as ErrNotFound, because callers
@@ -12,6 +13,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -20,8 +23,10 @@ import (
 )
 
 var (
-	_ sessions.Store  = (*Store)(nil)
-	_ sessions.Locker = (*Store)(nil)
+	_ sessions.Store   = (*Store)(nil)
+	_ sessions.Locker  = (*Store)(nil)
+	_ sessions.Indexer = (*Store)(nil)
+	_ sessions.Scanner = (*Store)(nil)
 )
 
 // renewScript extends a lock's lease only while it still holds the caller's
@@ -212,4 +217,126 @@ func (s *Store) Release(ctx context.Context, key, token string) error {
 		return fmt.Errorf("redis release: %w", err)
 	}
 	return nil
+}
+
+// AddToSet adds member to the set at key and makes the set live at least ttl:
+// SADD, PEXPIRE NX (a new set gets ttl) and PEXPIRE GT (an existing one only
+// grows), in one MULTI/EXEC on one key, so no set is ever left without an
+// expiry.
+func (s *Store) AddToSet(ctx context.Context, key, member string, ttl time.Duration) error {
+	if err := checkTTL("sadd", ttl); err != nil {
+		return err
+	}
+	ms := max(ttl.Milliseconds(), 1)
+	_, err := s.c.TxPipelined(ctx, func(pipe redis.Pipeliner) error {
+		pipe.SAdd(ctx, key, member)
+		pipe.Do(ctx, "pexpire", key, ms, "nx")
+		pipe.Do(ctx, "pexpire", key, ms, "gt")
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("redis sadd: %w", err)
+	}
+	return nil
+}
+
+// Members returns the set's members (SMEMBERS); none when it is absent.
+func (s *Store) Members(ctx context.Context, key string) ([]string, error) {
+	members, err := s.c.SMembers(ctx, key).Result()
+	if err != nil {
+		return nil, fmt.Errorf("redis smembers: %w", err)
+	}
+	return members, nil
+}
+
+// RemoveFromSet removes members (SREM); Redis deletes a set left empty.
+func (s *Store) RemoveFromSet(ctx context.Context, key string, members ...string) error {
+	if len(members) == 0 {
+		return nil
+	}
+	args := make([]any, len(members))
+	for i, m := range members {
+		args[i] = m
+	}
+	if err := s.c.SRem(ctx, key, args...).Err(); err != nil {
+		return fmt.Errorf("redis srem: %w", err)
+	}
+	return nil
+}
+
+// scanCount is the COUNT hint of each SCAN call.
+const scanCount = 1000
+
+// Scan walks the keys that start with prefix with SCAN MATCH (non-blocking;
+// a key may come twice). On a cluster it walks every master, and fn is still
+// called by one goroutine at a time.
+func (s *Store) Scan(ctx context.Context, prefix string, fn func(key string) error) error {
+	match := escapeGlob(prefix) + "*"
+	cc, ok := s.c.(*redis.ClusterClient)
+	if !ok {
+		return scanNode(ctx, s.c, prefix, match, fn)
+	}
+	// ForEachMaster walks the masters concurrently: fn is serialized, and
+	// once it fails it is not called again and its error is the result.
+	var (
+		mu      sync.Mutex
+		stopped error
+	)
+	serial := func(key string) error {
+		mu.Lock()
+		defer mu.Unlock()
+		if stopped != nil {
+			return stopped
+		}
+		if err := fn(key); err != nil {
+			stopped = err
+			return err
+		}
+		return nil
+	}
+	err := cc.ForEachMaster(ctx, func(ctx context.Context, node *redis.Client) error {
+		return scanNode(ctx, node, prefix, match, serial)
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	if stopped != nil {
+		return stopped
+	}
+	return err
+}
+
+func scanNode(ctx context.Context, c redis.Cmdable, prefix, match string, fn func(string) error) error {
+	var cursor uint64
+	for {
+		keys, next, err := c.Scan(ctx, cursor, match, scanCount).Result()
+		if err != nil {
+			return fmt.Errorf("redis scan: %w", err)
+		}
+		for _, k := range keys {
+			// MATCH already filtered; this guards against a glob surprise.
+			if !strings.HasPrefix(k, prefix) {
+				continue
+			}
+			if err := fn(k); err != nil {
+				return err
+			}
+		}
+		if next == 0 {
+			return nil
+		}
+		cursor = next
+	}
+}
+
+// escapeGlob makes s match itself literally in a Redis glob pattern.
+func escapeGlob(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ { // bytes: a prefix need not be UTF-8
+		switch s[i] {
+		case '*', '?', '[', ']', '\\':
+			b.WriteByte('\\')
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
 }

@@ -104,10 +104,7 @@ func newClient(t *testing.T, addr string) redis.UniversalClient {
 
 func TestConformance(t *testing.T) {
 	addr := redisAddr(t)
-	sessionstest.Run(t, func(t *testing.T) interface {
-		sessions.Store
-		sessions.Locker
-	} {
+	sessionstest.Run(t, func(t *testing.T) sessionstest.Backend {
 		return New(newClient(t, addr))
 	})
 }
@@ -164,7 +161,14 @@ func TestStoreDown(t *testing.T) {
 		{"acquire", func() error { _, err := store.Acquire(ctx, "bffgate-test:l", "t", time.Second); return err }},
 		{"renew", func() error { _, err := store.Renew(ctx, "bffgate-test:l", "t", time.Second); return err }},
 		{"release", func() error { return store.Release(ctx, "bffgate-test:l", "t") }},
+		{"add to set", func() error { return store.AddToSet(ctx, "bffgate-test:set", "m", time.Minute) }},
+		{"members", func() error { _, err := store.Members(ctx, "bffgate-test:set"); return err }},
+		{"remove from set", func() error { return store.RemoveFromSet(ctx, "bffgate-test:set", "m") }},
+		{"scan", func() error { return store.Scan(ctx, "bffgate-test:", func(string) error { return nil }) }},
 		{"save", func() error { return m.Save(ctx, s) }},
+		{"end sessions", func() error { _, err := m.EndSessions(ctx, "web", "", "alice"); return err }},
+		{"find", func() error { _, err := m.Find(ctx, sessions.Filter{}); return err }},
+		{"delete by id", func() error { return m.DeleteByID(ctx, s.ID()) }},
 		{"take once", func() error { _, err := m.TakeOnce(ctx, "state", "x"); return err }},
 	}
 	for _, tt := range storeOps {
@@ -231,10 +235,7 @@ func TestConformanceCluster(t *testing.T) {
 		}
 		_ = c.Close()
 	}
-	sessionstest.Run(t, func(t *testing.T) interface {
-		sessions.Store
-		sessions.Locker
-	} {
+	sessionstest.Run(t, func(t *testing.T) sessionstest.Backend {
 		c := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: addrs, DialTimeout: time.Second, PoolSize: 30})
 		if _, ok := c.(*redis.ClusterClient); !ok {
 			t.Fatalf("UniversalClient over %d addrs is a %T, want *redis.ClusterClient", len(addrs), c)

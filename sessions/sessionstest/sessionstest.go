@@ -1,7 +1,9 @@
 // Package sessionstest is the one conformance suite every sessions.Store runs:
-// the store contract (conditional writes, expiry, single-use takes, locks) and
-// the Manager's behaviour over that store (sealing, rotation, idle and
-// absolute expiry, no tokens at rest). memstore and redisstore call Run from
+// the store contract (conditional writes, expiry, single-use takes, locks,
+// index sets, prefix scans) and the Manager's behaviour over that store
+// (sealing, rotation, idle and absolute expiry, no tokens at rest, the
+// indexes behind back-channel logout and operator revocation). memstore and
+// redisstore call Run from
 // their tests, so both backends are held to exactly the same behaviour.
 package sessionstest
 
@@ -23,29 +25,31 @@ import (
 	"github.com/bffgate/bffgate/sessions"
 )
 
-// storeLocker is what Run tests; an alias, so Run's signature stays the plain
-// interface literal callers write.
-type storeLocker = interface {
+// Backend is what Run tests: every capability the Manager uses. An alias, so
+// callers may also write the interface literal.
+type Backend = interface {
 	sessions.Store
 	sessions.Locker
+	sessions.Indexer
+	sessions.Scanner
 }
 
 // Run runs the suite. newStore is called once per subtest; stores may be
 // shared underneath (one Redis): every subtest writes under its own random
 // key prefix and deletes every key it wrote when it ends.
-func Run(t *testing.T, newStore func(t *testing.T) interface {
-	sessions.Store
-	sessions.Locker
-}) {
+func Run(t *testing.T, newStore func(t *testing.T) Backend) {
 	t.Run("store", func(t *testing.T) { runStore(t, newStore) })
 	t.Run("locker", func(t *testing.T) { runLocker(t, newStore) })
+	t.Run("index", func(t *testing.T) { runIndexer(t, newStore) })
+	t.Run("scan", func(t *testing.T) { runScanner(t, newStore) })
 	t.Run("manager", func(t *testing.T) { runManager(t, newStore) })
+	t.Run("manager indexes", func(t *testing.T) { runManagerIndexes(t, newStore) })
 }
 
 // recorder wraps the store under test: it remembers every key and value
 // written, to clean up shared stores and to scan what reached the store.
 type recorder struct {
-	storeLocker
+	Backend
 	mu      sync.Mutex
 	keys    map[string]bool
 	values  [][]byte
@@ -63,17 +67,22 @@ func (r *recorder) note(key string, value []byte) {
 
 func (r *recorder) Set(ctx context.Context, key string, value []byte, ttl time.Duration, mode sessions.SetMode) error {
 	r.note(key, value)
-	return r.storeLocker.Set(ctx, key, value, ttl, mode)
+	return r.Backend.Set(ctx, key, value, ttl, mode)
 }
 
 func (r *recorder) Expire(ctx context.Context, key string, ttl time.Duration) error {
 	r.expires.Add(1)
-	return r.storeLocker.Expire(ctx, key, ttl)
+	return r.Backend.Expire(ctx, key, ttl)
 }
 
 func (r *recorder) Acquire(ctx context.Context, key, token string, ttl time.Duration) (bool, error) {
 	r.note(key, nil)
-	return r.storeLocker.Acquire(ctx, key, token, ttl)
+	return r.Backend.Acquire(ctx, key, token, ttl)
+}
+
+func (r *recorder) AddToSet(ctx context.Context, key, member string, ttl time.Duration) error {
+	r.note(key, nil)
+	return r.Backend.AddToSet(ctx, key, member, ttl)
 }
 
 // written returns a copy of every value written so far.
@@ -90,16 +99,13 @@ type env struct {
 	prefix string
 }
 
-func newEnv(t *testing.T, newStore func(t *testing.T) interface {
-	sessions.Store
-	sessions.Locker
-}) *env {
+func newEnv(t *testing.T, newStore func(t *testing.T) Backend) *env {
 	t.Helper()
 	s := newStore(t)
 	if s == nil {
 		t.Fatal("newStore returned nil")
 	}
-	r := &recorder{storeLocker: s, keys: make(map[string]bool)}
+	r := &recorder{Backend: s, keys: make(map[string]bool)}
 	t.Cleanup(func() {
 		// t.Context is already cancelled when cleanups run.
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -164,10 +170,7 @@ func wantTTL(t *testing.T, got, want time.Duration) {
 	}
 }
 
-func runStore(t *testing.T, newStore func(t *testing.T) interface {
-	sessions.Store
-	sessions.Locker
-}) {
+func runStore(t *testing.T, newStore func(t *testing.T) Backend) {
 	t.Run("get missing", func(t *testing.T) {
 		t.Parallel()
 		e := newEnv(t, newStore)
@@ -349,10 +352,7 @@ func runStore(t *testing.T, newStore func(t *testing.T) interface {
 	})
 }
 
-func runLocker(t *testing.T, newStore func(t *testing.T) interface {
-	sessions.Store
-	sessions.Locker
-}) {
+func runLocker(t *testing.T, newStore func(t *testing.T) Backend) {
 	acquire := func(t *testing.T, l sessions.Locker, key, token string, ttl time.Duration) bool {
 		t.Helper()
 		ok, err := l.Acquire(t.Context(), key, token, ttl)
@@ -424,7 +424,7 @@ func runLocker(t *testing.T, newStore func(t *testing.T) interface {
 		var wg sync.WaitGroup
 		for i := range 20 {
 			wg.Go(func() {
-				ok, err := e.store.storeLocker.Acquire(context.Background(), k, fmt.Sprint(i), time.Minute)
+				ok, err := e.store.Backend.Acquire(context.Background(), k, fmt.Sprint(i), time.Minute)
 				if err != nil {
 					t.Errorf("Acquire: %v", err)
 				}
@@ -528,10 +528,7 @@ var refAlphabet = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
 
 const web = "session:web"
 
-func runManager(t *testing.T, newStore func(t *testing.T) interface {
-	sessions.Store
-	sessions.Locker
-}) {
+func runManager(t *testing.T, newStore func(t *testing.T) Backend) {
 	t.Run("create load roundtrip", func(t *testing.T) {
 		t.Parallel()
 		e := newEnv(t, newStore)
@@ -709,7 +706,7 @@ func runManager(t *testing.T, newStore func(t *testing.T) interface {
 			t.Fatalf("%d Expire calls for fresh loads, want 0", n)
 		}
 		// Pretend the last extension was 5 minutes ago.
-		if err := e.store.storeLocker.Expire(t.Context(), key, 25*time.Minute); err != nil {
+		if err := e.store.Backend.Expire(t.Context(), key, 25*time.Minute); err != nil {
 			t.Fatal(err)
 		}
 		for range 5 {
