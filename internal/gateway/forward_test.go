@@ -1,6 +1,7 @@
 package gateway_test
 
 import (
+	"io"
 	"net"
 	"net/http"
 	"strings"
@@ -213,4 +214,27 @@ func TestUpstreamFailures(t *testing.T) {
 	b.login("/web", e.admin())
 	errorCode(t, b.api(http.MethodGet, "/web/api/slow/x"), http.StatusGatewayTimeout, "upstream_timeout")
 	errorCode(t, b.api(http.MethodGet, "/web/api/dead/x"), http.StatusBadGateway, "upstream_unavailable")
+}
+
+func TestBodyLimit(t *testing.T) {
+	e := newEnv(t, withConfig(func(c *config.Config) { c.Server.MaxBodyBytes = 1024 }))
+	b := e.browser()
+	b.login("/web", e.admin())
+	big := strings.Repeat("x", 4096)
+	errorCode(t, b.do(http.MethodPost, "/web/api/orders/1", http.Header{"X-Csrf": {"1"}}, big), http.StatusRequestEntityTooLarge, "request_too_large")
+
+	// Without Content-Length (chunked) the limit bites while streaming.
+	req, _ := http.NewRequest(http.MethodPost, e.public+"/web/api/orders/1", io.NopCloser(strings.NewReader(big)))
+	req.ContentLength = -1
+	req.Header.Set("X-Csrf", "1")
+	resp, err := b.Client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	errorCode(t, resp, http.StatusRequestEntityTooLarge, "request_too_large")
+
+	if resp := b.do(http.MethodPost, "/web/api/orders/1", http.Header{"X-Csrf": {"1"}}, "small"); resp.StatusCode != http.StatusOK {
+		t.Errorf("a small body: %d", resp.StatusCode)
+	}
 }
