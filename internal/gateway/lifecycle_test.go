@@ -4,10 +4,8 @@ import (
 	"bytes"
 	"context"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
-	"os/exec"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -16,6 +14,7 @@ import (
 
 	"github.com/bffgate/bffgate/config"
 	"github.com/bffgate/bffgate/internal/demo"
+	"github.com/bffgate/bffgate/internal/redistest"
 )
 
 // tokenGrants counts the provider's token-endpoint calls by grant type and
@@ -223,65 +222,12 @@ func TestAbsoluteTimeout(t *testing.T) {
 	errorCode(t, b.api(http.MethodGet, "/web/api/orders/1"), http.StatusUnauthorized, "unauthenticated")
 }
 
-// ownRedis runs a redis-server on a free port that the test may kill; it
-// persists with appendfsync always, so a restart shows whether anything was
-// deleted while it was down.
-type ownRedis struct {
-	t    *testing.T
-	port int
-	dir  string
-	cmd  *exec.Cmd
-}
-
-func startOwnRedis(t *testing.T) *ownRedis {
-	t.Helper()
-	if _, err := exec.LookPath("redis-server"); err != nil {
-		t.Skip("redis-server is not installed (scripts/test installs it)")
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
-	r := &ownRedis{t: t, port: port, dir: t.TempDir()}
-	r.start()
-	t.Cleanup(r.stop)
-	return r
-}
-
-func (r *ownRedis) addr() string { return "127.0.0.1:" + strconv.Itoa(r.port) }
-
-func (r *ownRedis) start() {
-	r.t.Helper()
-	r.cmd = exec.Command("redis-server", "--port", strconv.Itoa(r.port), "--bind", "127.0.0.1",
-		"--dir", r.dir, "--appendonly", "yes", "--appendfsync", "always", "--save", "")
-	r.cmd.Stdout, r.cmd.Stderr = io.Discard, io.Discard
-	if err := r.cmd.Start(); err != nil {
-		r.t.Fatal(err)
-	}
-	for range 100 {
-		if c, err := net.Dial("tcp", r.addr()); err == nil {
-			c.Close()
-			return
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	r.t.Fatal("redis-server did not start")
-}
-
-func (r *ownRedis) stop() {
-	if r.cmd != nil && r.cmd.Process != nil {
-		_ = r.cmd.Process.Kill()
-		_ = r.cmd.Wait()
-		r.cmd = nil
-	}
-}
-
 func TestStoreOutage(t *testing.T) {
-	rs := startOwnRedis(t)
+	// Persisted with appendfsync always, so a restart shows whether anything
+	// was deleted while it was down.
+	rs := redistest.Start(t, "--appendonly", "yes", "--appendfsync", "always")
 	e := newEnv(t, withConfig(func(c *config.Config) {
-		c.Sessions.Redis.URL = "redis://" + rs.addr() + "/0"
+		c.Sessions.Redis.URL = "redis://" + rs.Addr + "/0"
 	}))
 	b := e.browser()
 	b.login("/web", e.admin())
@@ -289,7 +235,7 @@ func TestStoreOutage(t *testing.T) {
 		t.Fatalf("before the outage: %d", resp.StatusCode)
 	}
 
-	rs.stop()
+	rs.Stop()
 	errorCode(t, b.api(http.MethodGet, "/web/api/orders/1"), http.StatusServiceUnavailable, "session_store_unavailable")
 	errorCode(t, b.get("/web/bff/user", http.Header{"X-Csrf": {"1"}}), http.StatusServiceUnavailable, "session_store_unavailable")
 	if resp := b.get("/healthz", nil); resp.StatusCode != http.StatusOK {
@@ -302,7 +248,7 @@ func TestStoreOutage(t *testing.T) {
 		t.Fatal("the outage cleared the browser's cookie")
 	}
 
-	rs.start()
+	rs.Restart()
 	var last *http.Response
 	for range 50 { // the client reconnects by itself
 		last = b.api(http.MethodGet, "/web/api/orders/1")

@@ -1,18 +1,13 @@
 package redisstore
 
 import (
-	"context"
 	"errors"
-	"fmt"
-	"net"
-	"os/exec"
-	"strconv"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/bffgate/bffgate/internal/redistest"
 	"github.com/bffgate/bffgate/sessions"
 	"github.com/bffgate/bffgate/sessions/sessionstest"
 )
@@ -23,70 +18,10 @@ import (
 // a shared server is safe; nothing here ever flushes a database.
 func redisAddr(t *testing.T) string {
 	t.Helper()
-	if pings(t.Context(), "127.0.0.1:6379") {
+	if redistest.Pings(t.Context(), "127.0.0.1:6379") {
 		return "127.0.0.1:6379"
 	}
-	return startRedis(t, freePort(t)).addr
-}
-
-func pings(ctx context.Context, addr string) bool {
-	c := redis.NewClient(&redis.Options{Addr: addr, DialTimeout: 300 * time.Millisecond, MaxRetries: -1})
-	defer c.Close()
-	ctx, cancel := context.WithTimeout(ctx, time.Second)
-	defer cancel()
-	return c.Ping(ctx).Err() == nil
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
-type server struct {
-	addr string
-	cmd  *exec.Cmd
-}
-
-// startRedis runs a throwaway redis-server without persistence on port and
-// stops it (by its own PID) when the test ends. extra are more server
-// arguments; the server runs in a temporary directory.
-func startRedis(t *testing.T, port int, extra ...string) *server {
-	t.Helper()
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		t.Skip("redis-server is not installed and nothing answers on 127.0.0.1:6379; skipping the Redis tests")
-	}
-	args := append([]string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1",
-		"--save", "", "--appendonly", "no", "--daemonize", "no"}, extra...)
-	cmd := exec.Command(bin, args...)
-	cmd.Dir = t.TempDir()
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start redis-server: %v", err)
-	}
-	s := &server{addr: fmt.Sprintf("127.0.0.1:%d", port), cmd: cmd}
-	t.Cleanup(s.stop)
-	deadline := time.Now().Add(5 * time.Second)
-	for !pings(context.Background(), s.addr) {
-		if time.Now().After(deadline) {
-			t.Fatalf("redis-server on %s did not answer", s.addr)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	return s
-}
-
-// stop kills the server and reaps it; calling it twice is harmless.
-func (s *server) stop() {
-	if s.cmd.ProcessState != nil {
-		return
-	}
-	_ = s.cmd.Process.Kill()
-	_ = s.cmd.Wait()
+	return redistest.Start(t).Addr
 }
 
 func newClient(t *testing.T, addr string) redis.UniversalClient {
@@ -113,10 +48,9 @@ func TestConformance(t *testing.T) {
 // its own, never as "session gone" or "bad cookie", that it is reported
 // quickly, and that the client recovers once Redis is back.
 func TestStoreDown(t *testing.T) {
-	port := freePort(t)
-	srv := startRedis(t, port)
+	srv := redistest.Start(t)
 	c := redis.NewUniversalClient(&redis.UniversalOptions{
-		Addrs:       []string{srv.addr},
+		Addrs:       []string{srv.Addr},
 		DialTimeout: 200 * time.Millisecond,
 		ReadTimeout: 200 * time.Millisecond,
 		MaxRetries:  -1,
@@ -137,7 +71,7 @@ func TestStoreDown(t *testing.T) {
 		t.Fatalf("Create: %v", err)
 	}
 
-	srv.stop()
+	srv.Stop()
 
 	start := time.Now()
 	_, err = m.Load(ctx, "session:web", ref)
@@ -181,7 +115,7 @@ func TestStoreDown(t *testing.T) {
 		})
 	}
 
-	startRedis(t, port) // same port, empty: no persistence
+	srv.Restart() // same port, empty: no persistence
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		err := store.Ping(ctx)
@@ -205,36 +139,7 @@ func TestConformanceCluster(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a three-node Redis Cluster")
 	}
-	cli, err := exec.LookPath("redis-cli")
-	if err != nil {
-		t.Skip("redis-cli is not installed; skipping the cluster test")
-	}
-	var addrs []string
-	for range 3 {
-		srv := startRedis(t, freePort(t), "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf")
-		addrs = append(addrs, srv.addr)
-	}
-	args := append([]string{"--cluster", "create"}, addrs...)
-	args = append(args, "--cluster-replicas", "0", "--cluster-yes")
-	if out, err := exec.Command(cli, args...).CombinedOutput(); err != nil {
-		t.Fatalf("redis-cli --cluster create: %v\n%s", err, out)
-	}
-	// Wait until every node agrees the cluster is up.
-	deadline := time.Now().Add(10 * time.Second)
-	for _, addr := range addrs {
-		c := redis.NewClient(&redis.Options{Addr: addr})
-		for {
-			info, err := c.ClusterInfo(t.Context()).Result()
-			if err == nil && strings.Contains(info, "cluster_state:ok") {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("cluster on %v not ok: %v %s", addrs, err, info)
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
-		_ = c.Close()
-	}
+	addrs := redistest.StartCluster(t, 3)
 	sessionstest.Run(t, func(t *testing.T) sessionstest.Backend {
 		c := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: addrs, DialTimeout: time.Second, PoolSize: 30})
 		if _, ok := c.(*redis.ClusterClient); !ok {

@@ -1,0 +1,130 @@
+// Package redistest starts throwaway redis-server processes for tests that
+// must kill their Redis or need a cluster. Each server runs on a free
+// loopback port in a temporary directory and is stopped by its own PID when
+// the test ends; nothing here touches the shared 127.0.0.1:6379.
+package redistest
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os/exec"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Server is one redis-server process that can be stopped and started again
+// on the same port and directory (with persistence flags, its data survives).
+type Server struct {
+	Addr  string
+	t     testing.TB
+	port  int
+	dir   string
+	extra []string
+	cmd   *exec.Cmd
+}
+
+// Start runs redis-server on a free port without persistence unless extra
+// says otherwise; t is skipped when redis-server is not installed.
+func Start(t testing.TB, extra ...string) *Server {
+	t.Helper()
+	if _, err := exec.LookPath("redis-server"); err != nil {
+		t.Skip("redis-server is not installed (scripts/test installs it)")
+	}
+	s := &Server{t: t, port: FreePort(t), dir: t.TempDir(), extra: extra}
+	s.Addr = "127.0.0.1:" + strconv.Itoa(s.port)
+	s.Restart()
+	t.Cleanup(s.Stop)
+	return s
+}
+
+// Restart starts the process again after Stop (or the first time).
+func (s *Server) Restart() {
+	s.t.Helper()
+	args := append([]string{"--port", strconv.Itoa(s.port), "--bind", "127.0.0.1",
+		"--save", "", "--appendonly", "no", "--daemonize", "no"}, s.extra...)
+	s.cmd = exec.Command("redis-server", args...)
+	s.cmd.Dir = s.dir
+	if err := s.cmd.Start(); err != nil {
+		s.t.Fatalf("start redis-server: %v", err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for !Pings(context.Background(), s.Addr) {
+		if time.Now().After(deadline) {
+			s.t.Fatalf("redis-server on %s did not answer", s.Addr)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Stop kills the process and reaps it; calling it twice is harmless.
+func (s *Server) Stop() {
+	if s.cmd == nil || s.cmd.ProcessState != nil {
+		return
+	}
+	_ = s.cmd.Process.Kill()
+	_ = s.cmd.Wait()
+}
+
+// Pings reports whether a Redis answers at addr within a second.
+func Pings(ctx context.Context, addr string) bool {
+	c := redis.NewClient(&redis.Options{Addr: addr, DialTimeout: 300 * time.Millisecond, MaxRetries: -1})
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	return c.Ping(ctx).Err() == nil
+}
+
+// FreePort returns a loopback port that was free a moment ago.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// StartCluster runs a Redis Cluster of n masters (no replicas) and returns
+// their addresses once every node reports cluster_state:ok.
+func StartCluster(t testing.TB, n int) []string {
+	t.Helper()
+	cli, err := exec.LookPath("redis-cli")
+	if err != nil {
+		t.Skip("redis-cli is not installed; skipping the cluster test")
+	}
+	var addrs []string
+	for range n {
+		addrs = append(addrs, Start(t, "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf").Addr)
+	}
+	args := append([]string{"--cluster", "create"}, addrs...)
+	args = append(args, "--cluster-replicas", "0", "--cluster-yes")
+	if out, err := exec.Command(cli, args...).CombinedOutput(); err != nil {
+		t.Fatalf("redis-cli --cluster create: %v\n%s", err, out)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for _, addr := range addrs {
+		c := redis.NewClient(&redis.Options{Addr: addr})
+		for {
+			info, err := c.ClusterInfo(context.Background()).Result()
+			if err == nil && strings.Contains(info, "cluster_state:ok") {
+				break
+			}
+			if time.Now().After(deadline) {
+				c.Close()
+				t.Fatalf("cluster on %v not ok: %v %s", addrs, err, info)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		_ = c.Close()
+	}
+	return addrs
+}
+
+// String names the server in messages.
+func (s *Server) String() string { return fmt.Sprintf("redis-server %s", s.Addr) }
