@@ -131,26 +131,26 @@ func (b *BFF) callback(c echo.Context) error {
 	q := r.URL.Query()
 	state := q.Get("state")
 	if state == "" {
-		return badRequest("the callback has no state parameter")
+		return loginFail(LoginInvalidState, badRequest("the callback has no state parameter"))
 	}
 	cookieName := b.loginCookieName(state)
 	lc, err := r.Cookie(cookieName)
 	if err != nil {
-		return badRequest("no login is pending in this browser for this state (expired, already completed, or started elsewhere)")
+		return loginFail(LoginInvalidState, badRequest("no login is pending in this browser for this state (expired, already completed, or started elsewhere)"))
 	}
 	// The login cookie is spent whatever happens next.
 	c.SetCookie(&http.Cookie{Name: cookieName, Value: "", Path: "/", MaxAge: -1, HttpOnly: true, Secure: b.secure, SameSite: http.SameSiteLaxMode})
 	raw, err := b.deps.Sessions.Open(b.loginSeal(), lc.Value, loginTTL)
 	if err != nil {
-		return badRequest("the login state cookie is invalid or expired")
+		return loginFail(LoginInvalidState, badRequest("the login state cookie is invalid or expired"))
 	}
 	var p pendingLogin
 	if err := json.Unmarshal(raw, &p); err != nil || subtle.ConstantTimeCompare([]byte(p.State), []byte(state)) != 1 {
-		return badRequest("the state parameter does not match this browser's pending login")
+		return loginFail(LoginInvalidState, badRequest("the state parameter does not match this browser's pending login"))
 	}
 	if _, err := b.deps.Sessions.TakeOnce(ctx, "login", state); err != nil {
 		if errors.Is(err, sessions.ErrNotFound) {
-			return badRequest("this login was already completed or has expired; start again")
+			return loginFail(LoginInvalidState, badRequest("this login was already completed or has expired; start again"))
 		}
 		return storeDown(err)
 	}
@@ -159,11 +159,11 @@ func (b *BFF) callback(c echo.Context) error {
 		if d := q.Get("error_description"); d != "" {
 			msg += ": " + d
 		}
-		return httperr.New(http.StatusUnauthorized, httperr.CodeUnauthenticated, msg)
+		return loginFail(LoginProviderError, httperr.New(http.StatusUnauthorized, httperr.CodeUnauthenticated, msg))
 	}
 	code := q.Get("code")
 	if code == "" {
-		return badRequest("the callback has no code parameter")
+		return loginFail(LoginInvalidResponse, badRequest("the callback has no code parameter"))
 	}
 	meta, err := b.provider.get(ctx)
 	if err != nil {
@@ -171,35 +171,35 @@ func (b *BFF) callback(c echo.Context) error {
 	}
 	// RFC 9207: a provider that names itself must be the one we sent the user to.
 	if q.Has("iss") && q.Get("iss") != meta.issuer {
-		return badRequest("the callback's iss parameter does not name this frontend's provider")
+		return loginFail(LoginInvalidResponse, badRequest("the callback's iss parameter does not name this frontend's provider"))
 	}
 	tok, err := meta.oauth.Exchange(b.providerCtx(ctx), code, oauth2.VerifierOption(p.Verifier))
 	if err != nil {
 		var re *oauth2.RetrieveError
 		if errors.As(err, &re) && re.Response != nil && re.Response.StatusCode < 500 {
-			return httperr.Wrap(http.StatusUnauthorized, httperr.CodeUnauthenticated, "the identity provider rejected the authorization code", err)
+			return loginFail(LoginCodeRejected, httperr.Wrap(http.StatusUnauthorized, httperr.CodeUnauthenticated, "the identity provider rejected the authorization code", err))
 		}
 		return b.providerDown(err)
 	}
 	rawID, _ := tok.Extra("id_token").(string)
 	if rawID == "" {
-		return httperr.New(http.StatusUnauthorized, httperr.CodeUnauthenticated, "the identity provider returned no ID token")
+		return loginFail(LoginInvalidIDToken, httperr.New(http.StatusUnauthorized, httperr.CodeUnauthenticated, "the identity provider returned no ID token"))
 	}
 	idt, err := meta.verifier.Verify(b.providerCtx(ctx), rawID)
 	if err != nil {
-		return httperr.Wrap(http.StatusUnauthorized, httperr.CodeUnauthenticated, "the ID token failed verification", err)
+		return loginFail(LoginInvalidIDToken, httperr.Wrap(http.StatusUnauthorized, httperr.CodeUnauthenticated, "the ID token failed verification", err))
 	}
 	if subtle.ConstantTimeCompare([]byte(idt.Nonce), []byte(p.Nonce)) != 1 {
-		return httperr.New(http.StatusUnauthorized, httperr.CodeUnauthenticated, "the ID token's nonce does not match this login")
+		return loginFail(LoginInvalidIDToken, httperr.New(http.StatusUnauthorized, httperr.CodeUnauthenticated, "the ID token's nonce does not match this login"))
 	}
 	if idt.AccessTokenHash != "" {
 		if err := idt.VerifyAccessToken(tok.AccessToken); err != nil {
-			return httperr.Wrap(http.StatusUnauthorized, httperr.CodeUnauthenticated, "the access token does not match the ID token's at_hash", err)
+			return loginFail(LoginInvalidIDToken, httperr.Wrap(http.StatusUnauthorized, httperr.CodeUnauthenticated, "the access token does not match the ID token's at_hash", err))
 		}
 	}
 	var claims json.RawMessage
 	if err := idt.Claims(&claims); err != nil {
-		return httperr.Wrap(http.StatusUnauthorized, httperr.CodeUnauthenticated, "the ID token's claims cannot be read", err)
+		return loginFail(LoginInvalidIDToken, httperr.Wrap(http.StatusUnauthorized, httperr.CodeUnauthenticated, "the ID token's claims cannot be read", err))
 	}
 	var sidClaim struct {
 		SID string `json:"sid"`
@@ -226,6 +226,7 @@ func (b *BFF) callback(c echo.Context) error {
 		return storeDown(err)
 	}
 	b.log.InfoContext(ctx, "login succeeded", "sub", s.Subject)
+	b.obs().SessionCreated(b.fe.Name)
 	if b.fe.Kind == config.KindMobile {
 		return b.handoff(c, ref, p)
 	}
@@ -314,6 +315,7 @@ func (b *BFF) endSession(c echo.Context, s *sessions.Session) error {
 	if err := b.deps.Sessions.Delete(ctx, s); err != nil {
 		return storeDown(err)
 	}
+	b.obs().SessionsEnded(b.fe.Name, EndLogout, 1)
 	b.clearSessionCookie(c)
 	meta, err := b.provider.get(ctx)
 	if err != nil {

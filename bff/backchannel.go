@@ -67,13 +67,14 @@ func (b *BFF) backchannelLogout(c echo.Context) error {
 	if err != nil {
 		return storeDown(err)
 	}
+	b.obs().SessionsEnded(b.fe.Name, EndBackchannel, n)
 	b.log.InfoContext(ctx, "back-channel logout", "sessions_ended", n, "by_sid", claims.SID != "")
 	c.Response().Header().Set("Cache-Control", "no-store")
 	return c.NoContent(http.StatusOK)
 }
 
 func (b *BFF) verifyLogoutToken(c echo.Context, raw string) (*logoutClaims, error) {
-	jws, err := jose.ParseSigned(raw, signingAlgs)
+	jws, err := jose.ParseSignedCompact(raw, signingAlgs)
 	if err != nil {
 		return nil, fmt.Errorf("not a signed JWT: %w", err)
 	}

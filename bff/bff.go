@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/netip"
 	"net/url"
@@ -34,11 +35,16 @@ type Deps struct {
 	HTTPClient *http.Client
 	Logger     *slog.Logger
 	Now        func() time.Time
-	// PublicURL is the external origin, without a trailing slash.
+	// PublicURL is the external origin, without a trailing slash. A
+	// frontend with its own host uses that host instead, keeping the scheme
+	// and port.
 	PublicURL string
 	// RefreshMargin: refresh when the access token expires within this.
 	RefreshMargin  time.Duration
 	TrustedProxies []netip.Prefix
+	// Observer counts logins, refreshes, session ends and upstream
+	// latency; nil counts nothing.
+	Observer Observer
 }
 
 // BFF serves one frontend.
@@ -75,6 +81,16 @@ func New(fe config.Frontend, d Deps) (*BFF, error) {
 		return nil, fmt.Errorf("public url: %w", err)
 	}
 	d.PublicURL = strings.TrimSuffix(d.PublicURL, "/")
+	if fe.Host != "" {
+		// A frontend bound to its own Host is reached there: its redirect
+		// URIs must bring the browser back to that origin, where its
+		// cookies live. The scheme and port stay public_url's.
+		host := fe.Host
+		if p := pub.Port(); p != "" {
+			host = net.JoinHostPort(fe.Host, p)
+		}
+		d.PublicURL = pub.Scheme + "://" + host
+	}
 	b := &BFF{
 		fe:      fe,
 		base:    strings.TrimSuffix(fe.Mount, "/"),
@@ -124,6 +140,7 @@ func (b *BFF) buildRoutes() error {
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = b.handleError
 	b.e = e
+	e.Use(b.observeRoutes())
 	if len(b.fe.CORS.AllowedOrigins) > 0 {
 		e.Use(b.cors())
 	}
@@ -156,6 +173,7 @@ func (b *BFF) buildRoutes() error {
 			TrustedProxies: b.deps.TrustedProxies,
 			Logger:         b.log.With(slog.String("route", rt.Prefix)),
 		})
+		p.Transport = b.observeUpstream(rt.Prefix, p.Transport)
 		h := b.routeHandler(rt, p)
 		prefix := b.base + strings.TrimSuffix(rt.Prefix, "/")
 		paths := []string{prefix + "/*"}
@@ -172,6 +190,7 @@ func (b *BFF) buildRoutes() error {
 	}
 	for _, a := range b.fe.Aggregates {
 		h := aggregate.New(a, b.log.With(slog.String("aggregate", a.Path)))
+		h.WrapTransport(func(rt http.RoundTripper) http.RoundTripper { return b.observeUpstream(a.Path, rt) })
 		get := b.routeHandler(config.Route{Token: config.TokenUser}, h)
 		// Any method, so that a POST is told 405 rather than 404.
 		e.Any(b.base+a.Path, func(c echo.Context) error {

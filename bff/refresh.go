@@ -62,7 +62,7 @@ func (r *refresher) ensureFresh(ctx context.Context, ls *loadedSession) (*loaded
 	}
 	if ls.RefreshToken == "" {
 		if r.expired(ls.Session) {
-			r.end(ctx, ls.Session)
+			r.end(ctx, ls.Session, EndExpired)
 			return nil, errSessionExpired
 		}
 		return ls, nil // still valid for a moment, and nothing to refresh with
@@ -85,6 +85,7 @@ func (r *refresher) ensureFresh(ctx context.Context, ls *loadedSession) (*loaded
 		r.mu.Unlock()
 		close(call.done)
 	} else {
+		r.b.obs().TokenRefresh(r.b.fe.Name, RefreshJoined)
 		select {
 		case <-call.done:
 		case <-ctx.Done():
@@ -111,6 +112,7 @@ func (r *refresher) acrossInstances(ctx context.Context, ls *loadedSession) (*se
 	for {
 		ok, err := locker.Acquire(ctx, key, token, lockLease)
 		if err != nil {
+			r.b.obs().TokenRefresh(r.b.fe.Name, RefreshError)
 			return nil, storeDown(err)
 		}
 		if ok {
@@ -119,13 +121,14 @@ func (r *refresher) acrossInstances(ctx context.Context, ls *loadedSession) (*se
 		select {
 		case <-time.After(pollEvery):
 		case <-ctx.Done():
-			return r.fallback(ls.Session, ctx.Err())
+			return r.fallback(ctx, ls.Session, ctx.Err())
 		}
 		cur, err := r.reload(ctx, ls)
 		if err != nil {
 			return nil, err
 		}
 		if !r.due(cur) {
+			r.b.obs().TokenRefresh(r.b.fe.Name, RefreshWaited)
 			return cur, nil
 		}
 	}
@@ -145,7 +148,7 @@ func (r *refresher) whileLocked(ctx context.Context, locker sessions.Locker, key
 				return
 			case <-t.C:
 				if ok, err := locker.Renew(ctx, key, token, lockLease); err != nil || !ok {
-					r.b.log.Warn("refresh lock lease lost", "error", err)
+					r.b.log.WarnContext(ctx, "refresh lock lease lost", "error", err)
 				}
 			}
 		}
@@ -157,7 +160,7 @@ func (r *refresher) whileLocked(ctx context.Context, locker sessions.Locker, key
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 		defer cancel()
 		if err := locker.Release(rctx, key, token); err != nil {
-			r.b.log.Warn("refresh lock release failed; it expires by itself", "error", err)
+			r.b.log.WarnContext(rctx, "refresh lock release failed; it expires by itself", "error", err)
 		}
 	}()
 	// Another instance may have refreshed between our read and the lock.
@@ -166,6 +169,7 @@ func (r *refresher) whileLocked(ctx context.Context, locker sessions.Locker, key
 		return nil, err
 	}
 	if !r.due(cur) {
+		r.b.obs().TokenRefresh(r.b.fe.Name, RefreshWaited)
 		return cur, nil
 	}
 	return r.refreshNow(ctx, cur)
@@ -179,6 +183,7 @@ func (r *refresher) reload(ctx context.Context, ls *loadedSession) (*sessions.Se
 	case errors.Is(err, sessions.ErrNotFound), errors.Is(err, sessions.ErrInvalidRef):
 		return nil, errNoSession
 	default:
+		r.b.obs().TokenRefresh(r.b.fe.Name, RefreshError)
 		return nil, storeDown(err)
 	}
 }
@@ -189,17 +194,18 @@ func (r *refresher) reload(ctx context.Context, ls *loadedSession) (*sessions.Se
 func (r *refresher) refreshNow(ctx context.Context, s *sessions.Session) (*sessions.Session, error) {
 	meta, err := r.b.provider.get(ctx)
 	if err != nil {
-		return r.fallback(s, err)
+		return r.fallback(ctx, s, err)
 	}
 	tok, err := meta.oauth.TokenSource(r.b.providerCtx(ctx), &oauth2.Token{RefreshToken: s.RefreshToken}).Token()
 	if err != nil {
 		var re *oauth2.RetrieveError
 		if errors.As(err, &re) && re.Response != nil && re.Response.StatusCode >= 400 && re.Response.StatusCode < 500 {
 			r.b.log.InfoContext(ctx, "refresh token rejected; session ended", "sub", s.Subject, "error_code", re.ErrorCode)
-			r.end(ctx, s)
+			r.b.obs().TokenRefresh(r.b.fe.Name, RefreshRejected)
+			r.end(ctx, s, EndRefreshRejected)
 			return nil, errSessionExpired
 		}
-		return r.fallback(s, err)
+		return r.fallback(ctx, s, err)
 	}
 	s.AccessToken = tok.AccessToken
 	s.Expiry = tok.Expiry
@@ -222,23 +228,28 @@ func (r *refresher) refreshNow(ctx context.Context, s *sessions.Session) (*sessi
 		if errors.Is(err, sessions.ErrNotFound) {
 			return nil, errNoSession // logged out while we refreshed
 		}
+		r.b.obs().TokenRefresh(r.b.fe.Name, RefreshError)
 		return nil, storeDown(err)
 	}
+	r.b.obs().TokenRefresh(r.b.fe.Name, RefreshOK)
 	return s, nil
 }
 
 // fallback keeps a still-valid access token when the refresh could not run.
-func (r *refresher) fallback(s *sessions.Session, cause error) (*sessions.Session, error) {
+func (r *refresher) fallback(ctx context.Context, s *sessions.Session, cause error) (*sessions.Session, error) {
+	r.b.obs().TokenRefresh(r.b.fe.Name, RefreshTransient)
 	if !r.expired(s) {
-		r.b.log.Warn("token refresh postponed; using the current access token", "error", cause)
+		r.b.log.WarnContext(ctx, "token refresh postponed; using the current access token", "error", cause)
 		return s, nil
 	}
 	return nil, httperr.Wrap(http.StatusBadGateway, httperr.CodeUpstreamUnavailable,
 		"the identity provider is unavailable to renew the session's token; the session is kept, try again shortly", cause)
 }
 
-func (r *refresher) end(ctx context.Context, s *sessions.Session) {
+func (r *refresher) end(ctx context.Context, s *sessions.Session, cause string) {
 	if err := r.b.deps.Sessions.Delete(context.WithoutCancel(ctx), s); err != nil {
-		r.b.log.Warn("could not delete expired session", "error", err)
+		r.b.log.WarnContext(ctx, "could not delete expired session", "error", err)
+		return
 	}
+	r.b.obs().SessionsEnded(r.b.fe.Name, cause, 1)
 }

@@ -168,7 +168,10 @@ type Route struct {
 	Upstream string `yaml:"upstream"`
 	// StripPrefix removes Prefix before forwarding (/web/api/orders/7 -> /7).
 	StripPrefix bool `yaml:"strip_prefix"`
-	// Token is user (default), client or none (anonymous route).
+	// Token is user (default), client or none (anonymous route). A client
+	// route sends the frontend's own client-credentials token instead of
+	// the user's, but still requires a live user session (and X-CSRF for a
+	// spa): there is no public route with a client token.
 	Token   string   `yaml:"token"`
 	Require Require  `yaml:"require"`
 	Methods []string `yaml:"methods"` // default all; upper-cased by ApplyDefaults

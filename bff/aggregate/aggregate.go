@@ -85,7 +85,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if failed >= 0 {
-		httperr.Write(w, h.fail(h.parts[failed], results[failed]))
+		e := h.fail(h.parts[failed], results[failed])
+		h.log.WarnContext(r.Context(), "aggregate required part failed", "part", h.parts[failed].name, "status", e.Status, "error", results[failed].err)
+		httperr.Write(w, e)
 		return
 	}
 	out := make(map[string]json.RawMessage, len(h.parts))
@@ -93,7 +95,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		res := results[i]
 		if res.err != nil {
 			h.log.WarnContext(r.Context(), "aggregate part failed", "part", p.name, "error", res.err)
-			e, _ := json.Marshal(map[string]any{"error": errorText(res), "status": res.status})
+			// "status" is the upstream's answer; absent when there was none.
+			v := map[string]any{"error": errorText(res)}
+			if res.status != 0 {
+				v["status"] = res.status
+			}
+			e, _ := json.Marshal(v)
 			out[p.name] = e
 			continue
 		}

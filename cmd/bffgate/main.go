@@ -32,6 +32,9 @@ const usage = `usage:
   bffgate check -config FILE        validate the configuration and print the frontends
   bffgate demo [-listen ADDR] [-redis URL] [-idp-listen ADDR]
                                     everything embedded, for a first look
+  bffgate demo idp [-listen ADDR] [-issuer URL] [-public-url URL ...]
+  bffgate demo services [-listen ADDR] [-issuer URL]
+                                    demo parts, one per container (docker-compose.yml)
   bffgate sessions list|revoke -config FILE [--frontend F] [--sub S] [--sid S]
                                     list or revoke live sessions (redis store; revoke: a filter or --all)
   bffgate version                   print version and build information

@@ -11,14 +11,37 @@ import (
 	"github.com/bffgate/bffgate/config"
 )
 
-// The demo's one frontend and its client at the demo provider. The secret is
-// published here: demo only.
+// The demo's frontends and their clients at the demo provider. The secrets
+// are published here: demo only.
 const (
 	WebFrontend     = "web"
 	WebMount        = "/web"
 	WebClientID     = "web-bff"
 	WebClientSecret = "demo-web-secret"
+
+	// The mobile frontend: a native app's BFF. The demo plays the app with
+	// a page of the web frontend (MobilePage), whose URL is the app's
+	// redirect URI.
+	AppFrontend     = "app"
+	AppMount        = "/app"
+	AppClientID     = "app-bff"
+	AppClientSecret = "demo-app-secret"
+	// MobilePage is the page, under WebMount, that plays the native app.
+	MobilePage = "/mobile.html"
+	// DashboardPath is the web frontend's aggregate: orders (required) and
+	// reports (optional) in one call.
+	DashboardPath = "/api/dashboard"
 )
+
+// ClientIDs are the provider clients whose access tokens the demo services
+// accept (their audiences).
+func ClientIDs() []string { return []string{WebClientID, AppClientID} }
+
+// AppRedirectURI is the mobile frontend's one registered return_to: the
+// page that plays the app, PublicURL + WebMount + MobilePage.
+func AppRedirectURI(publicURL string) string {
+	return strings.TrimSuffix(publicURL, "/") + WebMount + MobilePage
+}
 
 // Endpoints are the URLs the demo pieces are reachable at.
 type Endpoints struct {
@@ -33,12 +56,14 @@ type Endpoints struct {
 	SPAURL     string
 }
 
-// Config returns the demo gateway configuration: one spa frontend "web"
+// Config returns the demo gateway configuration: the spa frontend "web"
 // mounted at /web with the routes /api/orders -> OrdersURL and /api/reports ->
 // ReportsURL (prefix stripped, the user's token attached; the services
-// authorize by role themselves) and / -> SPAURL (anonymous, GET and HEAD), the
-// OIDC client of Clients, and in-memory sessions, or Redis at redisURL when it
-// is not empty.
+// authorize by role themselves) and / -> SPAURL (anonymous, GET and HEAD),
+// the aggregate DashboardPath (orders required, reports optional); the
+// mobile frontend "app" mounted at /app with the same two API routes and
+// AppRedirectURI as its app redirect URI; the OIDC clients of Clients, and
+// in-memory sessions, or Redis at redisURL when it is not empty.
 //
 // With the memory store no cookie keys are set: the store generates them. With
 // Redis, Config generates a random key pair on every call, so the keys are
@@ -74,6 +99,24 @@ func Config(ep Endpoints, redisURL string) *config.Config {
 	}
 
 	const after = WebMount + "/"
+	apiRoutes := func() []config.Route {
+		return []config.Route{
+			{
+				Prefix:      "/api/orders",
+				Upstream:    ep.OrdersURL,
+				StripPrefix: true,
+				Token:       config.TokenUser,
+				Timeout:     10 * time.Second,
+			},
+			{
+				Prefix:      "/api/reports",
+				Upstream:    ep.ReportsURL,
+				StripPrefix: true,
+				Token:       config.TokenUser,
+				Timeout:     10 * time.Second,
+			},
+		}
+	}
 	return &config.Config{
 		Server: config.Server{
 			Listen:            listen,
@@ -97,37 +140,45 @@ func Config(ep Endpoints, redisURL string) *config.Config {
 			AfterLogin:  after,
 			AfterLogout: after,
 			ReturnTo:    []string{after},
-			Routes: []config.Route{
-				{
-					Prefix:      "/api/orders",
-					Upstream:    ep.OrdersURL,
-					StripPrefix: true,
-					Token:       config.TokenUser,
-					Timeout:     10 * time.Second,
+			Routes: append(apiRoutes(), config.Route{
+				// The pages: anonymous, so a logged-out visitor sees them.
+				Prefix:   "/",
+				Upstream: ep.SPAURL,
+				Token:    config.TokenNone,
+				Methods:  []string{"GET", "HEAD"},
+				Timeout:  10 * time.Second,
+			}),
+			Aggregates: []config.Aggregate{{
+				Path:    DashboardPath,
+				Timeout: 5 * time.Second,
+				Parts: map[string]config.Part{
+					"orders":  {Upstream: ep.OrdersURL, Path: "/latest", Required: true},
+					"reports": {Upstream: ep.ReportsURL, Path: "/summary"},
 				},
-				{
-					Prefix:      "/api/reports",
-					Upstream:    ep.ReportsURL,
-					StripPrefix: true,
-					Token:       config.TokenUser,
-					Timeout:     10 * time.Second,
-				},
-				{
-					// The page itself: anonymous, so a logged-out visitor sees it.
-					Prefix:   "/",
-					Upstream: ep.SPAURL,
-					Token:    config.TokenNone,
-					Methods:  []string{"GET", "HEAD"},
-					Timeout:  10 * time.Second,
-				},
+			}},
+		}, {
+			Name:  AppFrontend,
+			Kind:  config.KindMobile,
+			Mount: AppMount,
+			OIDC: config.OIDC{
+				Issuer:       ep.Issuer,
+				ClientID:     AppClientID,
+				ClientSecret: AppClientSecret,
+				Scopes:       []string{"openid", "profile", "email", "offline_access"},
 			},
+			Cookie:      config.Cookie{SameSite: "strict"},
+			AfterLogin:  AppRedirectURI(public),
+			AfterLogout: WebMount + MobilePage,
+			ReturnTo:    []string{AppRedirectURI(public)},
+			Routes:      apiRoutes(),
 		}},
 	}
 }
 
 // Clients returns the provider clients matching Config: web-bff with the
 // redirect URI PublicURL/web/bff/callback and the post-logout redirect URI
-// PublicURL/web/.
+// PublicURL/web/, then app-bff with PublicURL/app/bff/callback and
+// PublicURL/web/mobile.html.
 func Clients(ep Endpoints) []Client {
 	public := strings.TrimSuffix(ep.PublicURL, "/")
 	return []Client{{
@@ -135,6 +186,11 @@ func Clients(ep Endpoints) []Client {
 		Secret:                 WebClientSecret,
 		RedirectURIs:           []string{public + WebMount + "/bff/callback"},
 		PostLogoutRedirectURIs: []string{public + WebMount + "/"},
+	}, {
+		ID:                     AppClientID,
+		Secret:                 AppClientSecret,
+		RedirectURIs:           []string{public + AppMount + "/bff/callback"},
+		PostLogoutRedirectURIs: []string{public + WebMount + MobilePage},
 	}}
 }
 

@@ -25,8 +25,8 @@ func TestConfigMemory(t *testing.T) {
 	if cfg.Sessions.Store != "memory" || len(cfg.Sessions.CookieKeys) != 0 {
 		t.Errorf("sessions %+v", cfg.Sessions)
 	}
-	if len(cfg.Frontends) != 1 {
-		t.Fatalf("%d frontends", len(cfg.Frontends))
+	if len(cfg.Frontends) != 2 {
+		t.Fatalf("%d frontends, want web and app", len(cfg.Frontends))
 	}
 	fe := cfg.Frontends[0]
 	if fe.Name != "web" || fe.Kind != config.KindSPA || fe.Mount != "/web" {
@@ -98,8 +98,13 @@ func TestClients(t *testing.T) {
 	ep := testEndpoints
 	ep.PublicURL += "/" // a trailing slash is tolerated
 	got := demo.Clients(ep)
-	if len(got) != 1 {
+	if len(got) != 2 {
 		t.Fatalf("clients %+v", got)
+	}
+	if a := got[1]; a.ID != demo.AppClientID || a.Secret != demo.AppClientSecret ||
+		!slices.Equal(a.RedirectURIs, []string{"http://127.0.0.1:8080/app/bff/callback"}) ||
+		!slices.Equal(a.PostLogoutRedirectURIs, []string{"http://127.0.0.1:8080/web/mobile.html"}) {
+		t.Errorf("app client %+v", a)
 	}
 	c := got[0]
 	if c.ID != demo.WebClientID || c.Secret != demo.WebClientSecret ||
@@ -122,5 +127,36 @@ func TestConfigValidates(t *testing.T) {
 		if err := cfg.Validate(); err != nil {
 			t.Errorf("redis %q: %v", redisURL, err)
 		}
+	}
+}
+
+// TestConfigMobileAndDashboard: the mobile frontend plays against the page
+// at AppRedirectURI, and the web frontend has the dashboard aggregate.
+func TestConfigMobileAndDashboard(t *testing.T) {
+	cfg := demo.Config(testEndpoints, "")
+	app := cfg.Frontends[1]
+	if app.Name != demo.AppFrontend || app.Kind != config.KindMobile || app.Mount != demo.AppMount ||
+		app.OIDC.ClientID != demo.AppClientID || app.OIDC.ClientSecret != demo.AppClientSecret {
+		t.Errorf("app frontend %+v", app)
+	}
+	if want := []string{"http://127.0.0.1:8080/web/mobile.html"}; !slices.Equal(app.ReturnTo, want) ||
+		demo.AppRedirectURI(testEndpoints.PublicURL+"/") != want[0] {
+		t.Errorf("app return_to %v, want %v", app.ReturnTo, want)
+	}
+	if len(app.Routes) != 2 || app.Routes[0].Prefix != "/api/orders" || app.Routes[1].Prefix != "/api/reports" {
+		t.Errorf("app routes %+v", app.Routes)
+	}
+	web := cfg.Frontends[0]
+	if len(web.Aggregates) != 1 {
+		t.Fatalf("web aggregates %+v", web.Aggregates)
+	}
+	a := web.Aggregates[0]
+	if a.Path != demo.DashboardPath || len(a.Parts) != 2 ||
+		a.Parts["orders"] != (config.Part{Upstream: testEndpoints.OrdersURL, Path: "/latest", Required: true}) ||
+		a.Parts["reports"] != (config.Part{Upstream: testEndpoints.ReportsURL, Path: "/summary"}) {
+		t.Errorf("dashboard %+v", a)
+	}
+	if !slices.Equal(demo.ClientIDs(), []string{demo.WebClientID, demo.AppClientID}) {
+		t.Errorf("ClientIDs %v", demo.ClientIDs())
 	}
 }

@@ -13,8 +13,8 @@
 //
 //	ep := demo.Endpoints{PublicURL: "http://127.0.0.1:8080", Issuer: "http://127.0.0.1:9998", ...}
 //	idp, _ := demo.NewIDP(ep.Issuer, demo.Clients(ep), demo.IDPOptions{})
-//	orders, _ := demo.NewService(ctx, "orders", ep.Issuer, []string{demo.WebClientID}, demo.OrdersRole, nil)
-//	reports, _ := demo.NewService(ctx, "reports", ep.Issuer, []string{demo.WebClientID}, demo.ReportsRole, nil)
+//	orders, _ := demo.NewService(ctx, "orders", ep.Issuer, demo.ClientIDs(), demo.OrdersRole, nil)
+//	reports, _ := demo.NewService(ctx, "reports", ep.Issuer, demo.ClientIDs(), demo.ReportsRole, nil)
 //	spa := demo.SPAHandler()
 //	cfg := demo.Config(ep, "")
 package demo

@@ -32,7 +32,8 @@ func TestSPAHandler(t *testing.T) {
 		})
 	}
 
-	for _, id := range []string{"login", "logout", "user-name", "call-orders", "call-reports", "orders-result", "reports-result", "status"} {
+	for _, id := range []string{"login", "logout", "user-name", "call-orders", "call-reports", "orders-result", "reports-result", "status",
+		"call-dashboard", "dashboard-result", "mobile-demo"} {
 		if !strings.Contains(first, `id="`+id+`"`) {
 			t.Errorf("no element #%s", id)
 		}
@@ -72,6 +73,38 @@ func TestSPAHandler(t *testing.T) {
 		resp.Body.Close()
 		if resp.StatusCode != http.StatusOK || len(b) != 0 || resp.ContentLength != int64(len(first)) {
 			t.Errorf("HEAD: %d, %d body bytes, Content-Length %d", resp.StatusCode, len(b), resp.ContentLength)
+		}
+	})
+
+	t.Run("mobile page", func(t *testing.T) {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, demo.MobilePage, nil))
+		body := rec.Body.String()
+		if rec.Code != http.StatusOK || body == first {
+			t.Fatalf("%s: %d, the index page: %v", demo.MobilePage, rec.Code, body == first)
+		}
+		for _, id := range []string{"app-login", "app-call-orders", "app-call-user", "app-logout", "app-log", "app-handle", "app-result"} {
+			if !strings.Contains(body, `id="`+id+`"`) {
+				t.Errorf("mobile page has no element #%s", id)
+			}
+		}
+		for _, want := range []string{`name="bff-app-mount" content="/app"`, "/bff/login?returnTo=", "code_challenge_method=S256",
+			"crypto.subtle.digest('SHA-256'", "/bff/session", "code_verifier", "'Authorization': 'Bearer '", "/bff/logout"} {
+			if !strings.Contains(body, want) {
+				t.Errorf("mobile page lacks %q", want)
+			}
+		}
+		if m := regexp.MustCompile(`(?i)(src|href)\s*=\s*["']?(https?:)?//`).FindString(body); m != "" {
+			t.Errorf("external reference %q", m)
+		}
+		csp := rec.Header().Get("Content-Security-Policy")
+		for _, tag := range []string{"script", "style"} {
+			_, rest, _ := strings.Cut(body, "<"+tag+">")
+			inline, _, _ := strings.Cut(rest, "</"+tag+">")
+			sum := sha256.Sum256([]byte(inline))
+			if want := "'sha256-" + base64.StdEncoding.EncodeToString(sum[:]) + "'"; !strings.Contains(csp, tag+"-src "+want) {
+				t.Errorf("mobile CSP %q lacks %s-src %s", csp, tag, want)
+			}
 		}
 	})
 

@@ -3,6 +3,7 @@ package gateway_test
 import (
 	"context"
 	"net/http"
+	"sync/atomic"
 	"testing"
 
 	"github.com/redis/go-redis/v9"
@@ -47,14 +48,14 @@ func TestRedisCluster(t *testing.T) {
 	// The session's keys are spread over the cluster's masters; find them.
 	cc := redis.NewClusterClient(&redis.ClusterOptions{Addrs: addrs})
 	defer cc.Close()
-	countKeys := func() int {
-		n := 0
+	countKeys := func() int64 {
+		var n atomic.Int64 // ForEachMaster calls back concurrently
 		_ = cc.ForEachMaster(context.Background(), func(ctx context.Context, m *redis.Client) error {
 			keys, err := m.Keys(ctx, e.prefix+"*").Result()
-			n += len(keys)
+			n.Add(int64(len(keys)))
 			return err
 		})
-		return n
+		return n.Load()
 	}
 	if countKeys() == 0 {
 		t.Fatal("no session keys in the cluster")

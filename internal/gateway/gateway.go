@@ -28,6 +28,7 @@ import (
 	"github.com/bffgate/bffgate/bff/proxy"
 	"github.com/bffgate/bffgate/config"
 	"github.com/bffgate/bffgate/frontends"
+	"github.com/bffgate/bffgate/internal/observe"
 	"github.com/bffgate/bffgate/sessions"
 	"github.com/bffgate/bffgate/sessions/memstore"
 	"github.com/bffgate/bffgate/sessions/redisstore"
@@ -46,9 +47,11 @@ type Gateway struct {
 	Router   *frontends.Router
 	Registry *prometheus.Registry
 
-	store  store
-	redis  redis.UniversalClient
-	logger *slog.Logger
+	store   store
+	redis   redis.UniversalClient
+	logger  *slog.Logger
+	metrics *observe.Metrics
+	front   http.Handler // Router behind the request id, access log and request metrics
 }
 
 // Options are the process-level collaborators.
@@ -65,8 +68,11 @@ func New(cfg *config.Config, o Options) (*Gateway, error) {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
+	// Every line a request logs carries its request_id.
+	o.Logger = slog.New(observe.NewContextHandler(o.Logger.Handler()))
 	g := &Gateway{Config: cfg, logger: o.Logger, Registry: prometheus.NewRegistry()}
 	g.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	g.metrics = observe.NewMetrics(g.Registry)
 
 	switch cfg.Sessions.Store {
 	case "redis":
@@ -82,6 +88,8 @@ func New(cfg *config.Config, o Options) (*Gateway, error) {
 	default:
 		g.store = memstore.New()
 	}
+
+	g.store = observe.InstrumentStore(g.store, g.metrics)
 
 	keys, err := cookieKeys(cfg, o.Logger)
 	if err != nil {
@@ -107,15 +115,24 @@ func New(cfg *config.Config, o Options) (*Gateway, error) {
 		PublicURL:      cfg.Server.PublicURL,
 		RefreshMargin:  cfg.Sessions.RefreshMargin,
 		TrustedProxies: trusted,
+		Observer:       g.metrics,
 	})
 	if err != nil {
 		return nil, err
 	}
+	g.metrics.InitFrontends(cfg.Frontends)
+	g.front = observe.Handler(g.Router, o.Logger, g.metrics)
 	return g, nil
 }
 
 // Reload swaps in newly loaded frontends; the running set stays on error.
-func (g *Gateway) Reload(fes []config.Frontend) error { return g.Router.Swap(fes) }
+func (g *Gateway) Reload(fes []config.Frontend) error {
+	if err := g.Router.Swap(fes); err != nil {
+		return err
+	}
+	g.metrics.InitFrontends(fes)
+	return nil
+}
 
 // Close releases the store connection.
 func (g *Gateway) Close() error {
@@ -131,7 +148,7 @@ func (g *Gateway) Close() error {
 // refuse them.
 func (g *Gateway) Handler(withAdmin bool) http.Handler {
 	if !withAdmin {
-		return g.Router
+		return g.front
 	}
 	admin := g.adminEndpoints()
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -139,7 +156,7 @@ func (g *Gateway) Handler(withAdmin bool) http.Handler {
 			h.ServeHTTP(w, r)
 			return
 		}
-		g.Router.ServeHTTP(w, r)
+		g.front.ServeHTTP(w, r)
 	})
 }
 

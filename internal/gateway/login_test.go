@@ -2,10 +2,13 @@ package gateway_test
 
 import (
 	"context"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
 	"testing"
+
+	"github.com/bffgate/bffgate/config"
 )
 
 func TestLoginSetsOpaqueCookieAndUserEndpoint(t *testing.T) {
@@ -329,9 +332,18 @@ func TestRedisHoldsNoTokenText(t *testing.T) {
 	}
 	secrets := map[string]string{"access": s.AccessToken, "refresh": s.RefreshToken, "id": s.IDToken, "client secret": webSecret}
 	for _, k := range keys {
-		v, err := e.rdb.Get(context.Background(), k).Result()
+		var v string
+		var err error
+		switch typ := e.rdb.Type(context.Background(), k).Val(); typ {
+		case "set": // the sid/sub indexes
+			var members []string
+			members, err = e.rdb.SMembers(context.Background(), k).Result()
+			v = strings.Join(members, "\n")
+		default:
+			v, err = e.rdb.Get(context.Background(), k).Result()
+		}
 		if err != nil {
-			t.Fatalf("get %s: %v", k, err)
+			t.Fatalf("read %s: %v", k, err)
 		}
 		for name, sec := range secrets {
 			if sec == "" {
@@ -348,4 +360,25 @@ func TestRedisHoldsNoTokenText(t *testing.T) {
 			}
 		}
 	}
+}
+
+func TestHostBoundFrontend(t *testing.T) {
+	e := newEnv(t, withConfig(func(c *config.Config) {
+		c.Frontends = append(c.Frontends, config.Frontend{
+			Name: "console", Mount: "/", Host: "localhost", Source: "frontends/console.yaml",
+			OIDC: config.OIDC{Issuer: c.Frontends[0].OIDC.Issuer, ClientID: "admin-bff", ClientSecret: adminSecret},
+		})
+	}))
+	_, port, _ := net.SplitHostPort(strings.TrimPrefix(e.public, "http://"))
+	b := e.browser()
+	resp := b.get("http://localhost:"+port+"/bff/login", nil)
+	if resp.StatusCode != http.StatusFound {
+		t.Fatalf("login on the frontend's host: %d %s", resp.StatusCode, readBody(resp))
+	}
+	loc, _ := url.Parse(resp.Header.Get("Location"))
+	if got, want := loc.Query().Get("redirect_uri"), "http://localhost:"+port+"/bff/callback"; got != want {
+		t.Errorf("redirect_uri = %q, want %q (the frontend's own host)", got, want)
+	}
+	// On the public host the same path belongs to no frontend.
+	errorCode(t, b.get("/bff/login", nil), http.StatusNotFound, "not_found")
 }
