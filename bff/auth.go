@@ -268,41 +268,39 @@ func (b *BFF) sessionExpiresIn(s *sessions.Session) time.Duration {
 }
 
 func (b *BFF) logoutGet(c echo.Context) error {
-	ref := b.credential(c.Request())
-	if ref == "" {
-		return c.Redirect(http.StatusFound, b.fe.AfterLogout)
-	}
-	s, err := b.loadRef(c, ref)
-	if err != nil {
-		var he *httperr.Error
-		if errors.As(err, &he) && he == errNoSession {
-			return c.Redirect(http.StatusFound, b.fe.AfterLogout)
+	return b.logout(c, func(s *sessions.Session) error {
+		// A bare link must not log users out (logout CSRF): it needs the
+		// sid that only /bff/user hands to the page.
+		got := c.QueryParam("sid")
+		if subtle.ConstantTimeCompare([]byte(got), []byte(logoutSID(s))) != 1 {
+			return badRequest("logout by GET needs the sid from /bff/user (bff.logout_url)")
 		}
-		return err
-	}
-	// A bare link must not log users out (logout CSRF): it needs the sid
-	// that only /bff/user hands to the page.
-	got := c.QueryParam("sid")
-	if subtle.ConstantTimeCompare([]byte(got), []byte(logoutSID(s))) != 1 {
-		return badRequest("logout by GET needs the sid from /bff/user (bff.logout_url)")
-	}
-	return b.endSession(c, s)
+		return nil
+	})
 }
 
 func (b *BFF) logoutPost(c echo.Context) error {
+	if b.fe.Kind != config.KindMobile && b.credential(c.Request()) != "" && c.Request().Header.Get("X-CSRF") != "1" {
+		return errCSRF
+	}
+	return b.logout(c, func(*sessions.Session) error { return nil })
+}
+
+// logout ends the caller's session once allowed says so. Without a live
+// session there is nothing to end: the browser just goes to after_logout.
+func (b *BFF) logout(c echo.Context, allowed func(*sessions.Session) error) error {
 	ref := b.credential(c.Request())
 	if ref == "" {
 		return c.Redirect(http.StatusFound, b.fe.AfterLogout)
 	}
-	if b.fe.Kind != config.KindMobile && c.Request().Header.Get("X-CSRF") != "1" {
-		return errCSRF
-	}
 	s, err := b.loadRef(c, ref)
+	if errors.Is(err, errNoSession) {
+		return c.Redirect(http.StatusFound, b.fe.AfterLogout)
+	}
 	if err != nil {
-		var he *httperr.Error
-		if errors.As(err, &he) && he == errNoSession {
-			return c.Redirect(http.StatusFound, b.fe.AfterLogout)
-		}
+		return err
+	}
+	if err := allowed(s); err != nil {
 		return err
 	}
 	return b.endSession(c, s)

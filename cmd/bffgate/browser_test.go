@@ -74,26 +74,8 @@ func browserFindChromium() string {
 	return ""
 }
 
-// browserBuffer is a bytes.Buffer safe for the demo's goroutines and the test.
-type browserBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *browserBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *browserBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // tail returns the last n lines, for failure messages.
-func (b *browserBuffer) tail(n int) string {
+func (b *syncBuffer) tail(n int) string {
 	lines := strings.Split(strings.TrimRight(b.String(), "\n"), "\n")
 	if len(lines) > n {
 		lines = lines[len(lines)-n:]
@@ -104,7 +86,7 @@ func (b *browserBuffer) tail(n int) string {
 type browserDemo struct {
 	base   string // gateway origin, http://localhost:PORT
 	issuer string // provider issuer, http://localhost:PORT
-	stderr *browserBuffer
+	stderr *syncBuffer
 }
 
 var (
@@ -116,7 +98,7 @@ var (
 // it is ready, and stops it (cancel, then wait for run to return) at cleanup.
 func startBrowserDemo(ctx context.Context, t *testing.T) *browserDemo {
 	t.Helper()
-	stdout, stderr := &browserBuffer{}, &browserBuffer{}
+	stdout, stderr := &syncBuffer{}, &syncBuffer{}
 	demoCtx, stop := context.WithCancel(ctx)
 	done := make(chan int, 1)
 	go func() {
@@ -177,7 +159,7 @@ func startBrowserDemo(ctx context.Context, t *testing.T) *browserDemo {
 // browseDemo runs the whole browser flow as one user in a fresh Chromium.
 func browseDemo(ctx context.Context, t *testing.T, chromium string, d *browserDemo, username string, wantReports int) {
 	profile := filepath.Join(t.TempDir(), "profile") // fresh, removed after the leftover check below
-	browserOut := &browserBuffer{}
+	browserOut := &syncBuffer{}
 	allocCtx, cancelAlloc := chromedp.NewExecAllocator(ctx,
 		chromedp.ExecPath(chromium),
 		chromedp.Headless,

@@ -9,33 +9,14 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 )
 
-// demoOutput is an io.Writer the test can read while run writes to it.
-type demoOutput struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (o *demoOutput) Write(p []byte) (int, error) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return o.b.Write(p)
-}
-
-func (o *demoOutput) String() string {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return o.b.String()
-}
-
 // demoPartRun is a `bffgate demo ...` running in the test.
 type demoPartRun struct {
 	args           []string
-	stdout, stderr demoOutput
+	stdout, stderr syncBuffer
 	exited         chan struct{} // closed when run returned
 	code           int           // run's result, once exited is closed
 }

@@ -11,7 +11,6 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -20,26 +19,8 @@ import (
 	"github.com/bffgate/bffgate/internal/oidctest"
 )
 
-// reloadLog is the serve process's stderr, safe to read while it writes.
-type reloadLog struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *reloadLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *reloadLog) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
-
 // entries returns the JSON log lines whose msg is msg.
-func (l *reloadLog) entries(msg string) []map[string]any {
+func (l *syncBuffer) entries(msg string) []map[string]any {
 	var out []map[string]any
 	for _, line := range strings.Split(l.String(), "\n") {
 		var m map[string]any
@@ -108,7 +89,7 @@ frontends_dir: ./frontends
 
 	ctx, cancel := context.WithCancel(context.Background())
 	var stdout bytes.Buffer
-	stderr := &reloadLog{}
+	stderr := &syncBuffer{}
 	exited := make(chan int, 1)
 	go func() { exited <- run(ctx, []string{"serve", "-config", cfgFile}, &stdout, stderr) }()
 	defer func() {
@@ -194,7 +175,7 @@ frontends_dir: ./frontends
 	})
 }
 
-func waitFor(t *testing.T, what string, log *reloadLog, cond func() bool) {
+func waitFor(t *testing.T, what string, log *syncBuffer, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(15 * time.Second)
 	for !cond() {
