@@ -146,15 +146,9 @@ func TestRefreshRejectedEndsSession(t *testing.T) {
 	// Spend the refresh token behind the gateway's back: the provider's
 	// refresh tokens are single-use, so the gateway's next refresh gets
 	// invalid_grant, as after a revocation at the provider.
-	form := url.Values{"grant_type": {"refresh_token"}, "refresh_token": {s.RefreshToken}}
-	req, _ := http.NewRequest(http.MethodPost, e.issuer+"/oauth/token", bytes.NewBufferString(form.Encode()))
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.SetBasicAuth("web-bff", webSecret)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil || resp.StatusCode != http.StatusOK {
-		t.Fatalf("direct refresh: %v %v", err, resp)
+	if st := e.refreshDirectly(s.RefreshToken); st != http.StatusOK {
+		t.Fatalf("direct refresh: status %d", st)
 	}
-	resp.Body.Close()
 
 	errorCode(t, b.api(http.MethodGet, "/web/api/orders/1"), http.StatusUnauthorized, "session_expired")
 	if n := e.rdb.Exists(context.Background(), e.prefix+"s:{"+s.ID()+"}").Val(); n != 0 {
@@ -263,4 +257,65 @@ func TestStoreOutage(t *testing.T) {
 	if resp := b.get("/readyz", nil); resp.StatusCode != http.StatusOK {
 		t.Errorf("/readyz = %d after recovery", resp.StatusCode)
 	}
+}
+
+// refreshDirectly spends refreshToken at the provider as the web client
+// would, returning the HTTP status.
+func (e *env) refreshDirectly(refreshToken string) int {
+	e.t.Helper()
+	form := url.Values{"grant_type": {"refresh_token"}, "refresh_token": {refreshToken}}
+	req, _ := http.NewRequest(http.MethodPost, e.issuer+"/oauth/token", bytes.NewBufferString(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.SetBasicAuth("web-bff", webSecret)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+func TestLogoutRevokesRefreshToken(t *testing.T) {
+	var revokeDown atomic.Bool
+	e := newEnv(t, withIDPWrap(func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path == "/revoke" && revokeDown.Load() {
+				http.Error(w, "down", http.StatusServiceUnavailable)
+				return
+			}
+			h.ServeHTTP(w, r)
+		})
+	}))
+
+	t.Run("revoked at the provider", func(t *testing.T) {
+		b := e.browser()
+		b.login("/web", e.admin())
+		s := e.session("web", b.cookie("bff-web").Value)
+		if resp := b.do(http.MethodPost, "/web/bff/logout", http.Header{"X-Csrf": {"1"}}, ""); resp.StatusCode != http.StatusFound {
+			t.Fatalf("logout: %d", resp.StatusCode)
+		}
+		if st := e.refreshDirectly(s.RefreshToken); st == http.StatusOK {
+			t.Fatal("the refresh token still works at the provider after logout: it was not revoked")
+		}
+	})
+
+	t.Run("revocation failure still logs out", func(t *testing.T) {
+		revokeDown.Store(true)
+		defer revokeDown.Store(false)
+		b := e.browser()
+		b.login("/web", e.admin())
+		ref := b.cookie("bff-web").Value
+		s := e.session("web", ref)
+		if resp := b.do(http.MethodPost, "/web/bff/logout", http.Header{"X-Csrf": {"1"}}, ""); resp.StatusCode != http.StatusFound {
+			t.Fatalf("logout with the revocation endpoint down: %d %s", resp.StatusCode, readBody(resp))
+		}
+		// Not revoked this time: this shows the check above depends on the
+		// revocation, not on the logout alone.
+		if st := e.refreshDirectly(s.RefreshToken); st != http.StatusOK {
+			t.Errorf("direct refresh after a failed revocation: %d, want 200", st)
+		}
+		replay := e.browser()
+		replay.Jar.SetCookies(mustURL(e.public+"/"), []*http.Cookie{{Name: "bff-web", Value: ref}})
+		errorCode(t, replay.api(http.MethodGet, "/web/api/orders/1"), http.StatusUnauthorized, "unauthenticated")
+	})
 }
