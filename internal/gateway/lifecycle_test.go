@@ -15,6 +15,7 @@ import (
 	"github.com/bffgate/bffgate/config"
 	"github.com/bffgate/bffgate/internal/demo"
 	"github.com/bffgate/bffgate/internal/redistest"
+	"github.com/bffgate/bffgate/sessions"
 )
 
 // tokenGrants counts the provider's token-endpoint calls by grant type and
@@ -318,4 +319,26 @@ func TestLogoutRevokesRefreshToken(t *testing.T) {
 		replay.Jar.SetCookies(mustURL(e.public+"/"), []*http.Cookie{{Name: "bff-web", Value: ref}})
 		errorCode(t, replay.api(http.MethodGet, "/web/api/orders/1"), http.StatusUnauthorized, "unauthenticated")
 	})
+}
+
+// TestOperatorRevocation revokes by subject through the same Manager.Revoke
+// that `bffgate sessions revoke` uses: both instances refuse the sessions on
+// their next request.
+func TestOperatorRevocation(t *testing.T) {
+	e := newEnv(t)
+	second := e.instance()
+	victim, bystander := e.browser(), e.browser()
+	victim.login("/web", e.admin())
+	bystander.login("/web", plainUser)
+	sub := victim.subject()
+
+	n, err := e.gw.Sessions.Revoke(context.Background(), sessions.Filter{Frontend: "web", Subject: sub})
+	if err != nil || n != 1 {
+		t.Fatalf("Revoke = %d, %v; want 1 session", n, err)
+	}
+	errorCode(t, victim.api(http.MethodGet, "/web/api/orders/1"), http.StatusUnauthorized, "unauthenticated")
+	errorCode(t, victim.api(http.MethodGet, second+"/web/api/orders/1"), http.StatusUnauthorized, "unauthenticated")
+	if resp := bystander.api(http.MethodGet, second+"/web/api/orders/1"); resp.StatusCode != http.StatusOK {
+		t.Errorf("another user's session: %d", resp.StatusCode)
+	}
 }
