@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -51,11 +52,23 @@ func randomString(n int) string {
 // overwrite each other's pending state.
 func (b *BFF) loginCookieName(state string) string {
 	sum := sha256.Sum256([]byte(state))
-	name := "bff-login-" + b.fe.Name + "-" + base64.RawURLEncoding.EncodeToString(sum[:6])
+	return b.loginCookiePrefix() + base64.RawURLEncoding.EncodeToString(sum[:6])
+}
+
+// loginCookiePrefix ends in "." which frontend names cannot contain, so
+// one frontend's prefix never matches another's cookies.
+func (b *BFF) loginCookiePrefix() string {
 	if b.secure {
-		return "__Host-" + name
+		return "__Host-bff-login-" + b.fe.Name + "."
 	}
-	return name
+	return "bff-login-" + b.fe.Name + "."
+}
+
+// reservedCookie reports whether name is a cookie the gateway sets: any
+// frontend's session cookie or any login-state cookie.
+func (b *BFF) reservedCookie(name string) bool {
+	n := strings.TrimPrefix(name, "__Host-")
+	return name == b.fe.Cookie.Name || slices.Contains(b.deps.SessionCookies, name) || strings.HasPrefix(n, "bff-login-")
 }
 
 func badRequest(msg string) *httperr.Error {
@@ -105,9 +118,9 @@ func (b *BFF) login(c echo.Context) error {
 	if err != nil {
 		return fmt.Errorf("seal login state: %w", err)
 	}
-	if err := b.deps.Sessions.PutOnce(c.Request().Context(), "login", p.State, []byte{1}, loginTTL); err != nil {
-		return storeDown(err)
-	}
+	// /login writes nothing to the store (an anonymous flood must not fill
+	// it): the sealed cookie carries the state, and the callback marks it spent.
+	b.dropExtraLoginCookies(c)
 	c.SetCookie(&http.Cookie{
 		Name: b.loginCookieName(p.State), Value: sealed, Path: "/",
 		MaxAge: int(loginTTL / time.Second), HttpOnly: true, Secure: b.secure,
@@ -123,6 +136,27 @@ func (b *BFF) login(c echo.Context) error {
 }
 
 func (b *BFF) loginSeal() string { return "login:" + b.fe.Name }
+
+// maxPendingLogins bounds the login-state cookies one browser collects (one
+// per started login, for parallel tabs); past it the older ones are dropped
+// so repeated login clicks cannot grow the Cookie header without limit.
+const maxPendingLogins = 3
+
+func (b *BFF) dropExtraLoginCookies(c echo.Context) {
+	prefix := b.loginCookiePrefix()
+	var pending []string
+	for _, ck := range c.Request().Cookies() {
+		if strings.HasPrefix(ck.Name, prefix) {
+			pending = append(pending, ck.Name)
+		}
+	}
+	if len(pending) < maxPendingLogins {
+		return
+	}
+	for _, name := range pending {
+		c.SetCookie(&http.Cookie{Name: name, Value: "", Path: "/", MaxAge: -1, HttpOnly: true, Secure: b.secure, SameSite: http.SameSiteLaxMode})
+	}
+}
 
 // callback completes the code flow. Every failure leaves no session behind.
 func (b *BFF) callback(c echo.Context) error {
@@ -148,11 +182,12 @@ func (b *BFF) callback(c echo.Context) error {
 	if err := json.Unmarshal(raw, &p); err != nil || subtle.ConstantTimeCompare([]byte(p.State), []byte(state)) != 1 {
 		return loginFail(LoginInvalidState, badRequest("the state parameter does not match this browser's pending login"))
 	}
-	if _, err := b.deps.Sessions.TakeOnce(ctx, "login", state); err != nil {
-		if errors.Is(err, sessions.ErrNotFound) {
-			return loginFail(LoginInvalidState, badRequest("this login was already completed or has expired; start again"))
+	// Spent across all instances; kept as long as the cookie could still open.
+	if err := b.deps.Sessions.PutOnce(ctx, "login-spent", state, []byte{1}, loginTTL+2*time.Minute); err != nil {
+		if errors.Is(err, sessions.ErrExists) {
+			return loginFail(LoginInvalidState, badRequest("this login was already completed; start again"))
 		}
-		return storeDown(err)
+		return loginFail(LoginStoreUnavailable, storeDown(err))
 	}
 	if e := q.Get("error"); e != "" {
 		msg := "the identity provider refused the login: " + e

@@ -1,6 +1,7 @@
 package bff
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -65,6 +66,9 @@ func (b *BFF) backchannelLogout(c echo.Context) error {
 	}
 	n, err := b.deps.Sessions.EndSessions(ctx, b.fe.Name, claims.SID, claims.Subject)
 	if err != nil {
+		// Forget the jti, or the provider's retry would be refused as a
+		// replay and the sessions would never end.
+		_, _ = b.deps.Sessions.TakeOnce(context.WithoutCancel(ctx), "jti:"+b.fe.Name, claims.JTI)
 		return storeDown(err)
 	}
 	b.obs().SessionsEnded(b.fe.Name, EndBackchannel, n)

@@ -42,6 +42,9 @@ type Deps struct {
 	// RefreshMargin: refresh when the access token expires within this.
 	RefreshMargin  time.Duration
 	TrustedProxies []netip.Prefix
+	// SessionCookies are the session cookie names of every frontend served
+	// with this one; upstreams may not set them.
+	SessionCookies []string
 	// Observer counts logins, refreshes, session ends and upstream
 	// latency; nil counts nothing.
 	Observer Observer
@@ -171,6 +174,7 @@ func (b *BFF) buildRoutes() error {
 			StripPrefix:    rt.StripPrefix,
 			Timeout:        rt.Timeout,
 			TrustedProxies: b.deps.TrustedProxies,
+			ReservedCookie: b.reservedCookie,
 			Logger:         b.log.With(slog.String("route", rt.Prefix)),
 		})
 		p.Transport = b.observeUpstream(rt.Prefix, p.Transport)

@@ -198,9 +198,8 @@ func (r *refresher) refreshNow(ctx context.Context, s *sessions.Session) (*sessi
 	}
 	tok, err := meta.oauth.TokenSource(r.b.providerCtx(ctx), &oauth2.Token{RefreshToken: s.RefreshToken}).Token()
 	if err != nil {
-		var re *oauth2.RetrieveError
-		if errors.As(err, &re) && re.Response != nil && re.Response.StatusCode >= 400 && re.Response.StatusCode < 500 {
-			r.b.log.InfoContext(ctx, "refresh token rejected; session ended", "sub", s.Subject, "error_code", re.ErrorCode)
+		if code, rejected := refreshTokenRejected(err); rejected {
+			r.b.log.InfoContext(ctx, "refresh token rejected; session ended", "sub", s.Subject, "error_code", code)
 			r.b.obs().TokenRefresh(r.b.fe.Name, RefreshRejected)
 			r.end(ctx, s, EndRefreshRejected)
 			return nil, errSessionExpired
@@ -224,15 +223,39 @@ func (r *refresher) refreshNow(ctx context.Context, s *sessions.Session) (*sessi
 			}
 		}
 	}
-	if err := r.b.deps.Sessions.Save(ctx, s); err != nil {
+	// The provider has rotated the tokens: losing them now would end the
+	// session at the next refresh. So the write gets its own deadline (the
+	// request's may be nearly spent waiting for the lock) and one retry.
+	saveCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	err = r.b.deps.Sessions.Save(saveCtx, s)
+	if err != nil && !errors.Is(err, sessions.ErrNotFound) {
+		err = r.b.deps.Sessions.Save(saveCtx, s)
+	}
+	if err != nil {
 		if errors.Is(err, sessions.ErrNotFound) {
-			return nil, errNoSession // logged out while we refreshed
+			// Logged out while we refreshed: the new refresh token must
+			// not outlive the session at the provider either.
+			r.b.revoke(saveCtx, meta, s)
+			return nil, errNoSession
 		}
 		r.b.obs().TokenRefresh(r.b.fe.Name, RefreshError)
 		return nil, storeDown(err)
 	}
 	r.b.obs().TokenRefresh(r.b.fe.Name, RefreshOK)
 	return s, nil
+}
+
+// refreshTokenRejected tells an answer that ends the session from one that
+// may pass: invalid_grant (revoked, expired or reused token) and Dex's
+// invalid_request for a reused token. Throttling (429), invalid_client (a
+// misconfigured secret) and 5xx must not log every user out.
+func refreshTokenRejected(err error) (code string, rejected bool) {
+	var re *oauth2.RetrieveError
+	if !errors.As(err, &re) || re.Response == nil || re.Response.StatusCode < 400 || re.Response.StatusCode >= 500 {
+		return "", false
+	}
+	return re.ErrorCode, re.ErrorCode == "invalid_grant" || re.ErrorCode == "invalid_request"
 }
 
 // fallback keeps a still-valid access token when the refresh could not run.

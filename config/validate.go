@@ -529,8 +529,8 @@ func checkCleanPath(p string) string {
 		return `must not end with "/"`
 	case strings.Contains(p, "//"):
 		return `must not contain "//"`
-	case strings.ContainsAny(p, "?#%\\") || hasSpaceOrControl(p):
-		return `must be a plain path: no query, fragment, "%", "\", spaces or control characters`
+	case strings.ContainsAny(p, "?#%\\;:*") || hasSpaceOrControl(p):
+		return `must be a plain path: no query, fragment, "%", "\", ";", ":", "*", spaces or control characters`
 	}
 	for _, seg := range strings.Split(p, "/") {
 		if seg == "." || seg == ".." {

@@ -79,6 +79,12 @@ func (r *Router) Ready(ctx context.Context) error {
 
 func build(fes []config.Frontend, deps bff.Deps) (*table, error) {
 	t := &table{}
+	// Every BFF must know every frontend's cookie, so that no upstream can
+	// set one of them (the cookies share the host, Path=/).
+	deps.SessionCookies = nil
+	for _, fe := range fes {
+		deps.SessionCookies = append(deps.SessionCookies, fe.Cookie.Name)
+	}
 	for _, fe := range fes {
 		b, err := bff.New(fe, deps)
 		if err != nil {
@@ -107,6 +113,10 @@ func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		httperr.Write(w, err)
 		return
 	}
+	// Route on the decoded path, the one the proxy forwards: echo would
+	// otherwise match the client's encoding (/api/v1/%61dmin is not
+	// /api/v1/admin to it) and skip a nested route's checks.
+	req.URL.RawPath = ""
 	if r.maxBody > 0 {
 		if req.ContentLength > r.maxBody {
 			httperr.Write(w, httperr.New(http.StatusRequestEntityTooLarge, httperr.CodeTooLarge,
@@ -149,6 +159,11 @@ func checkPath(req *http.Request) *httperr.Error {
 		return httperr.New(http.StatusBadRequest, httperr.CodeBadRequest, "encoded slashes and backslashes are not allowed in paths")
 	}
 	for _, seg := range strings.Split(req.URL.Path, "/") {
+		// Tomcat, Jetty and Spring read "..;x" as "..": path parameters
+		// must not smuggle a dot-segment past us.
+		if i := strings.IndexByte(seg, ';'); i >= 0 {
+			seg = seg[:i]
+		}
 		if seg == "." || seg == ".." {
 			return httperr.New(http.StatusBadRequest, httperr.CodeBadRequest, "dot-segments are not allowed in paths")
 		}

@@ -46,7 +46,12 @@ func New(a config.Aggregate, logger *slog.Logger) *Handler {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.Proxy = nil
 	tr.MaxIdleConnsPerHost = 64
-	h := &Handler{timeout: a.Timeout, client: &http.Client{Transport: tr}, log: logger}
+	h := &Handler{timeout: a.Timeout, client: &http.Client{
+		Transport: tr,
+		// A redirect is the part's answer: following it could carry the
+		// user's bearer token to wherever it points.
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}, log: logger}
 	if h.log == nil {
 		h.log = slog.New(slog.DiscardHandler)
 	}

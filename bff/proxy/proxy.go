@@ -47,6 +47,10 @@ type Options struct {
 	Timeout time.Duration
 	// TrustedProxies may send X-Forwarded-* that we extend instead of replace.
 	TrustedProxies []netip.Prefix
+	// ReservedCookie reports whether a cookie name belongs to the gateway
+	// (any frontend's session or login cookie): an upstream's Set-Cookie
+	// for it is dropped, or a service could fix or end users' sessions.
+	ReservedCookie func(name string) bool
 	Logger         *slog.Logger
 }
 
@@ -91,6 +95,15 @@ func New(o Options) *httputil.ReverseProxy {
 			pr.SetURL(target)
 
 			fromTrusted := isTrusted(pr.In.RemoteAddr, trusted)
+			if !fromTrusted {
+				// Rewrite strips only Forwarded and X-Forwarded-For/Host/Proto;
+				// frameworks also believe these (Spring: X-Forwarded-Prefix/Port).
+				for k := range pr.Out.Header {
+					if strings.HasPrefix(k, "X-Forwarded-") || untrustedHeaders[k] {
+						delete(pr.Out.Header, k)
+					}
+				}
+			}
 			if fromTrusted {
 				// Rewrite removed the client's X-Forwarded-*; a trusted proxy's
 				// chain is kept and extended with its own address.
@@ -116,12 +129,45 @@ func New(o Options) *httputil.ReverseProxy {
 				pr.Out.Header.Set("Authorization", "Bearer "+tok)
 			}
 		},
+		ModifyResponse: func(resp *http.Response) error {
+			filterResponseHeaders(resp.Header, o.ReservedCookie)
+			return nil
+		},
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			e := classify(err)
 			logger.LogAttrs(r.Context(), slog.LevelWarn, "upstream request failed",
 				slog.String("upstream", target.Host), slog.String("error", err.Error()))
 			httperr.Write(w, e)
 		},
+	}
+}
+
+// untrustedHeaders are client-supplied routing hints that upstream frameworks
+// trust; X-Forwarded-* is handled by prefix.
+var untrustedHeaders = map[string]bool{"X-Real-Ip": true, "X-Original-Url": true, "X-Rewrite-Url": true, "X-Client-Ip": true}
+
+// filterResponseHeaders keeps the gateway in charge of what only it may
+// set: its own cookies, and CORS (per frontend, cors.allowed_origins).
+func filterResponseHeaders(h http.Header, reserved func(string) bool) {
+	for k := range h {
+		if strings.HasPrefix(k, "Access-Control-") {
+			delete(h, k)
+		}
+	}
+	if reserved == nil || len(h["Set-Cookie"]) == 0 {
+		return
+	}
+	kept := h["Set-Cookie"][:0]
+	for _, line := range h["Set-Cookie"] {
+		name, _, _ := strings.Cut(line, "=")
+		if !reserved(strings.TrimSpace(name)) {
+			kept = append(kept, line)
+		}
+	}
+	if len(kept) == 0 {
+		delete(h, "Set-Cookie")
+	} else {
+		h["Set-Cookie"] = kept
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -188,9 +189,12 @@ func (g *Gateway) adminEndpoints() map[string]http.Handler {
 			writeJSON(w, http.StatusOK, `{"status":"ok"}`)
 		}),
 		"/readyz": getOnly(func(w http.ResponseWriter, r *http.Request) {
-			if err := g.Ready(r.Context()); err != nil {
+			if failing, err := g.Ready(r.Context()); err != nil {
+				// The causes name internal hosts and resolvers: they go to the
+				// log; the answer (often on the public listener) names parts.
 				g.logger.Warn("not ready", "error", err)
-				writeJSON(w, http.StatusServiceUnavailable, fmt.Sprintf(`{"status":"unavailable","message":%q}`, err.Error()))
+				body, _ := json.Marshal(map[string]any{"status": "unavailable", "failing": failing})
+				writeJSON(w, http.StatusServiceUnavailable, string(body))
 				return
 			}
 			writeJSON(w, http.StatusOK, `{"status":"ready"}`)
@@ -200,17 +204,23 @@ func (g *Gateway) adminEndpoints() map[string]http.Handler {
 }
 
 // Ready: the store answers and every frontend's provider metadata is loaded.
-func (g *Gateway) Ready(ctx context.Context) error {
+// It returns the failing parts ("session store", "frontend web: identity
+// provider") and the joined causes.
+func (g *Gateway) Ready(ctx context.Context) (failing []string, err error) {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	var errs []error
 	if err := g.store.Ping(ctx); err != nil {
+		failing = append(failing, "session store")
 		errs = append(errs, fmt.Errorf("session store: %w", err))
 	}
-	if err := g.Router.Ready(ctx); err != nil {
-		errs = append(errs, err)
+	for _, b := range g.Router.BFFs() {
+		if err := b.Ready(ctx); err != nil {
+			failing = append(failing, "frontend "+b.Name()+": identity provider")
+			errs = append(errs, fmt.Errorf("frontend %q: %w", b.Name(), err))
+		}
 	}
-	return errors.Join(errs...)
+	return failing, errors.Join(errs...)
 }
 
 func writeJSON(w http.ResponseWriter, status int, body string) {

@@ -520,8 +520,8 @@ func TestReadyzFollowsProvider(t *testing.T) {
 		t.Fatalf("/healthz = %d %s while the provider is down, want 200", code, body)
 	}
 	for range 2 {
-		if code, body := get("/readyz"); code != http.StatusServiceUnavailable || !strings.Contains(body, addr) {
-			t.Fatalf("/readyz = %d %s while the provider is down, want 503 naming it", code, body)
+		if code, body := get("/readyz"); code != http.StatusServiceUnavailable || !strings.Contains(body, "frontend web: identity provider") {
+			t.Fatalf("/readyz = %d %s while the provider is down, want 503 naming the frontend", code, body)
 		}
 	}
 	if code, _ := get("/healthz"); code != http.StatusOK {

@@ -1,0 +1,382 @@
+// Command loadenv is the environment scripts/load puts under load: on
+// loopback, a trivial JSON upstream, the demo OpenID provider, a bffgate
+// gateway with one spa frontend routing to the upstream, and a bare
+// httputil.ReverseProxy to the same upstream (the baseline). It logs in once
+// through the provider's login form and prints, on stdout,
+//
+//	GATEWAY_URL=http://127.0.0.1:P/web/api/fast/7
+//	BARE_URL=http://127.0.0.1:Q/7
+//	COOKIE='bff-web=...'
+//	READY=1
+//
+// then serves until SIGINT or SIGTERM. Both URLs reach the upstream as GET
+// /7; the gateway's also needs the cookie and "X-CSRF: 1". Sessions go to
+// Redis under a fresh key prefix that is deleted on exit (-memory: the
+// in-process store).
+//
+//	go run ./internal/loadenv [-redis URL | -memory] [-cpuprofile FILE] [-log]
+//
+// With -cpuprofile the CPU profile starts at the first SIGUSR1 (so the
+// profile can cover only the gateway's run) and is written on exit.
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/cookiejar"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"os/signal"
+	"runtime/pprof"
+	"syscall"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/bffgate/bffgate/config"
+	"github.com/bffgate/bffgate/internal/demo"
+	"github.com/bffgate/bffgate/internal/gateway"
+	"github.com/bffgate/bffgate/internal/oidctest"
+)
+
+const (
+	clientID     = "web-bff"
+	clientSecret = "load-web-secret"
+	mount        = "/web"
+	routePrefix  = "/api/fast"
+	upstreamPath = "/7"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintf(os.Stderr, "loadenv: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	redisURL := flag.String("redis", defaultRedisURL(), "Redis URL for sessions")
+	memory := flag.Bool("memory", false, "keep sessions in memory instead of Redis")
+	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile to `FILE` on exit, covering the time from the first SIGUSR1")
+	logReqs := flag.Bool("log", false, "write the gateway's JSON logs (one access line per request) to stderr, as in production")
+	flag.Parse()
+	if flag.NArg() > 0 {
+		return fmt.Errorf("unexpected argument %q", flag.Arg(0))
+	}
+
+	// The example provider logs every request on slog's default logger.
+	slog.SetDefault(slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
+
+	// Listeners first: the issuer and the public URL name their ports.
+	var lns [4]net.Listener
+	for i := range lns {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return err
+		}
+		defer ln.Close()
+		lns[i] = ln
+	}
+	upLn, idpLn, gwLn, bareLn := lns[0], lns[1], lns[2], lns[3]
+	upURL := "http://" + upLn.Addr().String()
+	issuer := "http://" + idpLn.Addr().String()
+	public := "http://" + gwLn.Addr().String()
+	bareURL := "http://" + bareLn.Addr().String()
+
+	upstream := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, `{"ok":true}`)
+	})
+
+	// An access token that outlives the run: the load measures the
+	// forwarding path, not refreshes.
+	idp, err := demo.NewIDP(issuer, []demo.Client{{
+		ID: clientID, Secret: clientSecret,
+		RedirectURIs:           []string{public + mount + "/bff/callback"},
+		PostLogoutRedirectURIs: []string{public + mount + "/"},
+	}}, demo.IDPOptions{AccessTokenLifetime: 2 * time.Hour})
+	if err != nil {
+		return err
+	}
+
+	store := "redis"
+	if *memory {
+		store = "memory"
+	}
+	prefix := "bffgate-load:" + randomHex(8) + ":"
+	cfg := &config.Config{
+		Path: "loadenv",
+		Server: config.Server{
+			Listen:    gwLn.Addr().String(),
+			PublicURL: public,
+		},
+		Sessions: config.Sessions{
+			Store:      store,
+			Redis:      config.Redis{URL: *redisURL, KeyPrefix: prefix},
+			CookieKeys: []config.CookieKey{{Hash: randomKey(64), Block: randomKey(32)}},
+		},
+		Frontends: []config.Frontend{{
+			Name: "web", Kind: config.KindSPA, Mount: mount, Source: "loadenv",
+			OIDC:   config.OIDC{Issuer: issuer, ClientID: clientID, ClientSecret: clientSecret},
+			Routes: []config.Route{{Prefix: routePrefix, Upstream: upURL, StripPrefix: true}},
+		}},
+	}
+	cfg.ApplyDefaults()
+	if err := cfg.Validate(); err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+
+	var opts gateway.Options
+	if *logReqs {
+		opts.Logger = slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	}
+	var rdb redis.UniversalClient
+	if store == "redis" {
+		if rdb, err = gateway.NewRedisClient(cfg.Sessions.Redis); err != nil {
+			return fmt.Errorf("redis: %w", err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		err := rdb.Ping(ctx).Err()
+		cancel()
+		if err != nil {
+			rdb.Close()
+			return fmt.Errorf("redis at %s: %w (or use -memory)", *redisURL, err)
+		}
+		opts.Redis = rdb
+	}
+	gw, err := gateway.New(cfg, opts)
+	if err != nil {
+		if rdb != nil {
+			rdb.Close()
+		}
+		return err
+	}
+	// Deferred calls run last-first: keys are deleted before the client closes.
+	defer gw.Close()
+	if rdb != nil {
+		defer deleteKeys(rdb, prefix)
+	}
+
+	// The baseline: what the gateway's route proxy is minus sessions, CSRF,
+	// routing and observability (same transport pool size).
+	target, _ := url.Parse(upURL)
+	bare := httputil.NewSingleHostReverseProxy(target)
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.MaxIdleConnsPerHost = 256
+	bare.Transport = tr
+
+	for i, h := range []http.Handler{upstream, idp, gw.Handler(true), bare} {
+		s := newServer(h)
+		go func() { _ = s.Serve(lns[i]) }()
+		defer s.Close()
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	if err := waitReady(ctx, public+"/readyz"); err != nil {
+		return err
+	}
+	cookie, err := login(ctx, public)
+	if err != nil {
+		return err
+	}
+	gatewayURL := public + mount + routePrefix + upstreamPath
+	if err := check(ctx, gatewayURL, http.Header{"Cookie": {cookie}, "X-Csrf": {"1"}}); err != nil {
+		return fmt.Errorf("gateway: %w", err)
+	}
+	if err := check(ctx, bareURL+upstreamPath, nil); err != nil {
+		return fmt.Errorf("bare proxy: %w", err)
+	}
+
+	if *cpuprofile != "" {
+		stopProfile, err := profileOnSignal(ctx, *cpuprofile)
+		if err != nil {
+			return err
+		}
+		defer stopProfile()
+	}
+
+	fmt.Printf("GATEWAY_URL=%s\nBARE_URL=%s%s\nCOOKIE='%s'\nSTORE=%s\nREADY=1\n", gatewayURL, bareURL, upstreamPath, cookie, store)
+	<-ctx.Done()
+	fmt.Fprintln(os.Stderr, "loadenv: stopping")
+	return nil
+}
+
+func defaultRedisURL() string {
+	if a := os.Getenv("BFFGATE_TEST_REDIS"); a != "" {
+		return "redis://" + a + "/0"
+	}
+	return "redis://127.0.0.1:6379/0"
+}
+
+func newServer(h http.Handler) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		// wrk's connections closing at the end of a run are not news.
+		ErrorLog: slog.NewLogLogger(slog.DiscardHandler, slog.LevelWarn),
+	}
+}
+
+// waitReady polls the gateway's /readyz until the store answers and the
+// provider's discovery is loaded.
+func waitReady(ctx context.Context, u string) error {
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	for {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err == nil {
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("gateway not ready: %v", context.Cause(ctx))
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// login drives the code flow through the provider's form and the gateway's
+// callback, as oidctest's Browser does for the tests, and returns the
+// session cookie as "name=value".
+func login(ctx context.Context, public string) (string, error) {
+	jar, err := cookiejar.New(nil)
+	if err != nil {
+		return "", err
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	defer tr.CloseIdleConnections()
+	b := &oidctest.Browser{Jar: jar, Client: &http.Client{
+		Jar:       jar,
+		Transport: tr,
+		Timeout:   10 * time.Second,
+		CheckRedirect: func(*http.Request, []*http.Request) error {
+			return http.ErrUseLastResponse
+		},
+	}}
+	cb, _, err := b.Login(ctx, public+mount+"/bff/login", demo.UserUsername, demo.Password)
+	if err != nil {
+		return "", fmt.Errorf("login: %w", err)
+	}
+	resp, err := b.Follow(ctx, cb)
+	if err != nil {
+		return "", fmt.Errorf("callback: %w", err)
+	}
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusFound {
+		return "", fmt.Errorf("callback: status %d: %s", resp.StatusCode, body)
+	}
+	u, _ := url.Parse(public + "/")
+	for _, c := range jar.Cookies(u) {
+		if c.Name == "bff-web" {
+			return c.Name + "=" + c.Value, nil
+		}
+	}
+	return "", errors.New("callback set no bff-web cookie")
+}
+
+// check makes sure u answers 200, so a load run never measures error answers.
+func check(ctx context.Context, u string, h http.Header) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return err
+	}
+	req.Header = h
+	if req.Header == nil {
+		req.Header = http.Header{}
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: status %d: %s", u, resp.StatusCode, body)
+	}
+	return nil
+}
+
+// profileOnSignal starts the CPU profile at the first SIGUSR1; the returned
+// function stops it and writes the file (nothing when no signal came).
+func profileOnSignal(ctx context.Context, path string) (func(), error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	usr1 := make(chan os.Signal, 1)
+	signal.Notify(usr1, syscall.SIGUSR1)
+	started := make(chan struct{})
+	go func() {
+		select {
+		case <-usr1:
+			if err := pprof.StartCPUProfile(f); err != nil {
+				fmt.Fprintf(os.Stderr, "loadenv: cpu profile: %v\n", err)
+				return
+			}
+			fmt.Fprintln(os.Stderr, "loadenv: cpu profile started")
+			close(started)
+		case <-ctx.Done():
+		}
+	}()
+	return func() {
+		signal.Stop(usr1)
+		select {
+		case <-started:
+			pprof.StopCPUProfile()
+			fmt.Fprintf(os.Stderr, "loadenv: cpu profile written to %s\n", path)
+		default:
+			fmt.Fprintln(os.Stderr, "loadenv: no SIGUSR1 came, no cpu profile written")
+		}
+		f.Close()
+	}, nil
+}
+
+// deleteKeys removes every key under this run's prefix.
+func deleteKeys(rdb redis.UniversalClient, prefix string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	n := 0
+	iter := rdb.Scan(ctx, 0, prefix+"*", 500).Iterator()
+	for iter.Next(ctx) {
+		if rdb.Del(ctx, iter.Val()).Err() == nil {
+			n++
+		}
+	}
+	if err := iter.Err(); err != nil {
+		fmt.Fprintf(os.Stderr, "loadenv: deleting keys %s*: %v\n", prefix, err)
+		return
+	}
+	fmt.Fprintf(os.Stderr, "loadenv: deleted %d keys under %s\n", n, prefix)
+}
+
+func randomKey(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return base64.StdEncoding.EncodeToString(b)
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
