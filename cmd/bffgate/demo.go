@@ -105,8 +105,15 @@ func cmdDemoAll(ctx context.Context, args []string, stdout, stderr io.Writer) in
 			ln.Close()
 		}
 	}()
+	idpExplicit := false
+	fs.Visit(func(f *flag.Flag) { idpExplicit = idpExplicit || f.Name == "idp-listen" })
 	for _, l := range []struct{ flag, addr string }{{"-listen", *listen}, {"-idp-listen", *idpListen}, {"services", "127.0.0.1:0"}} {
 		ln, err := net.Listen("tcp", l.addr)
+		if err != nil && l.flag == "-idp-listen" && !idpExplicit {
+			// The default provider port is taken: any free one will do, the
+			// banner prints where it went.
+			ln, err = net.Listen("tcp", "127.0.0.1:0")
+		}
 		if err != nil {
 			fmt.Fprintf(stderr, "bffgate demo: %s: %v\n", l.flag, err)
 			return exitFail
