@@ -8,6 +8,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"os"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -128,3 +129,45 @@ func StartCluster(t testing.TB, n int) []string {
 
 // String names the server in messages.
 func (s *Server) String() string { return fmt.Sprintf("redis-server %s", s.Addr) }
+
+// StartSentinel runs one Redis Sentinel that monitors master (host:port)
+// under masterName, and returns the sentinel's address once it reports the
+// master.
+func StartSentinel(t testing.TB, masterName, master string) string {
+	t.Helper()
+	if _, err := exec.LookPath("redis-server"); err != nil {
+		t.Skip("redis-server is not installed (scripts/test installs it)")
+	}
+	host, port, err := net.SplitHostPort(master)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	sport := FreePort(t)
+	conf := fmt.Sprintf("port %d\nbind 127.0.0.1\ndir %s\nsentinel monitor %s %s %s 1\nsentinel down-after-milliseconds %s 5000\n",
+		sport, dir, masterName, host, port, masterName)
+	path := dir + "/sentinel.conf"
+	if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("redis-server", path, "--sentinel")
+	cmd.Dir = dir
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start redis sentinel: %v", err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	addr := "127.0.0.1:" + strconv.Itoa(sport)
+	sc := redis.NewSentinelClient(&redis.Options{Addr: addr})
+	defer sc.Close()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		got, err := sc.GetMasterAddrByName(context.Background(), masterName).Result()
+		if err == nil && len(got) == 2 && net.JoinHostPort(got[0], got[1]) == master {
+			return addr
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("sentinel on %s does not report %s: %v %v", addr, masterName, got, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
