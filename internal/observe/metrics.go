@@ -42,68 +42,58 @@ var _ bff.Observer = (*Metrics)(nil)
 
 // NewMetrics creates the collectors and registers them with reg.
 func NewMetrics(reg prometheus.Registerer) *Metrics {
-	latency := []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30}
-	m := &Metrics{
-		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: namespace, Name: "http_requests_total",
-			Help: "Requests served, by frontend, route (configured prefix, aggregate path, bff:<endpoint> or unmatched) and status class.",
-		}, []string{"frontend", "route", "status_class"}),
-		requestDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Namespace: namespace, Name: "http_request_duration_seconds",
-			Help:    "Time to serve a request, until its body is written (streams and WebSockets included).",
-			Buckets: latency,
-		}, []string{"frontend", "route"}),
-		upstreamDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Namespace: namespace, Name: "upstream_request_duration_seconds",
-			Help:    "Time from sending an upstream request (route or aggregate part) to its response headers.",
-			Buckets: latency,
-		}, []string{"frontend", "route"}),
-		upstreamResponses: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: namespace, Name: "upstream_responses_total",
-			Help: "Upstream answers by status class; \"error\" when the call failed without an answer (refused, timeout).",
-		}, []string{"frontend", "route", "status_class"}),
-		loginsStarted: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: namespace, Name: "logins_started_total",
-			Help: "Logins sent to the identity provider by M/bff/login.",
-		}, []string{"frontend"}),
-		loginsSucceeded: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: namespace, Name: "logins_succeeded_total",
-			Help: "Callbacks that created a session.",
-		}, []string{"frontend"}),
-		loginsFailed: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: namespace, Name: "logins_failed_total",
-			Help: "Callbacks that failed, by reason.",
-		}, []string{"frontend", "reason"}),
-		refreshes: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: namespace, Name: "token_refreshes_total",
-			Help: "Access token refreshes by outcome (ok, rejected, transient, joined, waited, error).",
-		}, []string{"frontend", "outcome"}),
-		backchannel: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: namespace, Name: "backchannel_logouts_total",
-			Help: "Back-channel logout requests by outcome (ok, invalid_token, error).",
-		}, []string{"frontend", "outcome"}),
-		sessionsCreated: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: namespace, Name: "sessions_created_total",
-			Help: "Sessions created by a login.",
-		}, []string{"frontend"}),
-		sessionsEnded: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: namespace, Name: "sessions_ended_total",
-			Help: "Sessions this instance ended, by cause (logout, backchannel, expired, revoked, refresh_rejected).",
-		}, []string{"frontend", "cause"}),
-		storeOps: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: namespace, Name: "session_store_operations_total",
-			Help: "Session store calls by operation and result (ok, not_found, exists, canceled, error).",
-		}, []string{"operation", "result"}),
-		storeDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Namespace: namespace, Name: "session_store_operation_duration_seconds",
-			Help:    "Session store call latency by operation.",
-			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
-		}, []string{"operation"}),
+	counter := func(name, help string, labels ...string) *prometheus.CounterVec {
+		c := prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: name, Help: help}, labels)
+		reg.MustRegister(c)
+		return c
 	}
-	reg.MustRegister(m.requests, m.requestDuration, m.upstreamDuration, m.upstreamResponses,
-		m.loginsStarted, m.loginsSucceeded, m.loginsFailed, m.refreshes, m.backchannel,
-		m.sessionsCreated, m.sessionsEnded, m.storeOps, m.storeDuration)
-	return m
+	histogram := func(name, help string, buckets []float64, labels ...string) *prometheus.HistogramVec {
+		h := prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: namespace, Name: name, Help: help, Buckets: buckets}, labels)
+		reg.MustRegister(h)
+		return h
+	}
+	latency := []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30}
+	return &Metrics{
+		requests: counter("http_requests_total",
+			"Requests served, by frontend, route (configured prefix, aggregate path, bff:<endpoint> or unmatched) and status class.",
+			"frontend", "route", "status_class"),
+		requestDuration: histogram("http_request_duration_seconds",
+			"Time to serve a request, until its body is written (streams and WebSockets included).",
+			latency, "frontend", "route"),
+		upstreamDuration: histogram("upstream_request_duration_seconds",
+			"Time from sending an upstream request (route or aggregate part) to its response headers.",
+			latency, "frontend", "route"),
+		upstreamResponses: counter("upstream_responses_total",
+			"Upstream answers by status class; \"error\" when the call failed without an answer (refused, timeout).",
+			"frontend", "route", "status_class"),
+		loginsStarted: counter("logins_started_total",
+			"Logins sent to the identity provider by M/bff/login.",
+			"frontend"),
+		loginsSucceeded: counter("logins_succeeded_total",
+			"Callbacks that created a session.",
+			"frontend"),
+		loginsFailed: counter("logins_failed_total",
+			"Callbacks that failed, by reason.",
+			"frontend", "reason"),
+		refreshes: counter("token_refreshes_total",
+			"Access token refreshes by outcome (ok, rejected, transient, joined, waited, error).",
+			"frontend", "outcome"),
+		backchannel: counter("backchannel_logouts_total",
+			"Back-channel logout requests by outcome (ok, invalid_token, error).",
+			"frontend", "outcome"),
+		sessionsCreated: counter("sessions_created_total",
+			"Sessions created by a login.",
+			"frontend"),
+		sessionsEnded: counter("sessions_ended_total",
+			"Sessions this instance ended, by cause (logout, backchannel, expired, revoked, refresh_rejected).",
+			"frontend", "cause"),
+		storeOps: counter("session_store_operations_total",
+			"Session store calls by operation and result (ok, not_found, exists, canceled, error).",
+			"operation", "result"),
+		storeDuration: histogram("session_store_operation_duration_seconds",
+			"Session store call latency by operation.",
+			[]float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5}, "operation"),
+	}
 }
 
 // InitFrontends creates the zero series of every fixed label value for fes,
