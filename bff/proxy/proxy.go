@@ -131,6 +131,9 @@ func New(o Options) *httputil.ReverseProxy {
 		},
 		ModifyResponse: func(resp *http.Response) error {
 			filterResponseHeaders(resp.Header, o.ReservedCookie)
+			if loc := resp.Header.Get("Location"); loc != "" {
+				resp.Header.Set("Location", publicLocation(loc, target, o.Mount, o.Prefix, o.StripPrefix))
+			}
 			return nil
 		},
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
@@ -140,6 +143,30 @@ func New(o Options) *httputil.ReverseProxy {
 			httperr.Write(w, e)
 		},
 	}
+}
+
+// publicLocation maps an upstream's redirect to its own absolute URL back
+// to the path the browser uses for it, so internal host names never leak
+// and the browser stays on the gateway. Other locations pass unchanged.
+func publicLocation(loc string, target *url.URL, mount, prefix string, strip bool) string {
+	u, err := url.Parse(loc)
+	if err != nil || !u.IsAbs() || u.Scheme != target.Scheme || !strings.EqualFold(u.Host, target.Host) {
+		return loc
+	}
+	base := strings.TrimSuffix(target.Path, "/")
+	if u.Path != base && !strings.HasPrefix(u.Path, base+"/") {
+		return loc
+	}
+	rest := u.Path[len(base):]
+	public := strings.TrimSuffix(mount, "/")
+	if strip {
+		public += strings.TrimSuffix(prefix, "/")
+	}
+	out := &url.URL{Path: public + rest, RawQuery: u.RawQuery, Fragment: u.Fragment}
+	if out.Path == "" {
+		out.Path = "/"
+	}
+	return out.String()
 }
 
 // untrustedHeaders are client-supplied routing hints that upstream frameworks

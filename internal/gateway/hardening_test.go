@@ -67,7 +67,8 @@ func TestClientRoutingHeadersAreDropped(t *testing.T) {
 }
 
 // An upstream cannot set the gateway's cookies (session fixation, forced
-// logout on every frontend of the host) nor answer CORS for it.
+// logout on every frontend of the host) nor answer CORS for it, and its
+// redirects to itself do not disclose its address.
 func TestUpstreamCannotSetGatewayCookies(t *testing.T) {
 	evil := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Add("Set-Cookie", "bff-web=attacker-ref; Path=/")
@@ -76,6 +77,7 @@ func TestUpstreamCannotSetGatewayCookies(t *testing.T) {
 		w.Header().Add("Set-Cookie", "app-pref=dark; Path=/")
 		w.Header().Set("Access-Control-Allow-Origin", "*")
 		w.Header().Set("Access-Control-Allow-Credentials", "true")
+		w.Header().Set("Location", "http://"+r.Host+"/evil/next?x=1")
 		_, _ = io.WriteString(w, "ok")
 	}))
 	defer evil.Close()
@@ -93,6 +95,10 @@ func TestUpstreamCannotSetGatewayCookies(t *testing.T) {
 	}
 	if v := resp.Header.Get("Access-Control-Allow-Origin"); v != "" {
 		t.Errorf("the upstream's Access-Control-Allow-Origin %q reached the browser", v)
+	}
+	// Its redirect to its own address comes back as the gateway path.
+	if loc := resp.Header.Get("Location"); loc != "/web/evil/next?x=1" {
+		t.Errorf("Location = %q, want the public path /web/evil/next?x=1", loc)
 	}
 }
 
