@@ -35,9 +35,14 @@ type clientTokens struct {
 	b    *BFF
 	name string // shared value name: one per frontend and client
 
-	mu     sync.Mutex // one fetch at a time in this process
-	cached sharedToken
-	cmu    sync.RWMutex // guards cached
+	mu sync.Mutex // one fetch at a time in this process
+	// After a failed fetch, requests get the same error until retryAt
+	// instead of each asking the provider again (backoff 1s doubling to 30s).
+	retryAt time.Time
+	backoff time.Duration
+	lastErr error
+	cached  sharedToken
+	cmu     sync.RWMutex // guards cached
 }
 
 type sharedToken struct {
@@ -79,13 +84,19 @@ func (c *clientTokens) token(ctx context.Context) (string, error) {
 	if tok, ok := c.local(); ok {
 		return tok, nil
 	}
+	if c.b.now().Before(c.retryAt) {
+		return "", c.lastErr
+	}
 	// The shared work must not die with the first caller's request.
 	work, cancel := context.WithTimeout(context.WithoutCancel(ctx), refreshWait)
 	defer cancel()
 	t, err := c.acrossInstances(work)
 	if err != nil {
+		c.backoff = min(max(2*c.backoff, time.Second), 30*time.Second)
+		c.retryAt, c.lastErr = c.b.now().Add(c.backoff), err
 		return "", err
 	}
+	c.backoff, c.retryAt, c.lastErr = 0, time.Time{}, nil
 	c.keep(t)
 	return t.AccessToken, nil
 }

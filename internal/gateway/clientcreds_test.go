@@ -195,7 +195,8 @@ func TestClientTokenRenewedWithinRefreshMargin(t *testing.T) {
 }
 
 func TestClientTokenProviderRefuses(t *testing.T) {
-	e := newEnv(t, withClientRoute(func(c *config.Config) {
+	var grants tokenGrants
+	e := newEnv(t, withIDPWrap(grants.wrap), withClientRoute(func(c *config.Config) {
 		c.Frontends[0].OIDC.ClientSecret = "wrong-secret"
 	}))
 	// Logging in needs the right secret; the session is planted instead.
@@ -206,6 +207,16 @@ func TestClientTokenProviderRefuses(t *testing.T) {
 	errorCode(t, b.api(http.MethodGet, "/web/api/svc/x"), http.StatusBadGateway, "upstream_unavailable")
 	if e.orders.count() != before {
 		t.Error("the request reached the upstream without a client token")
+	}
+	// Right after a refusal, requests get the same answer without asking
+	// the provider again (backoff). One fetch may be two POSTs: x/oauth2
+	// tries the other client authentication style after a 401.
+	first := grants.count("client_credentials")
+	for range 5 {
+		errorCode(t, b.api(http.MethodGet, "/web/api/svc/x"), http.StatusBadGateway, "upstream_unavailable")
+	}
+	if n := grants.count("client_credentials"); n != first {
+		t.Errorf("%d more client_credentials grants within the backoff, want none", n-first)
 	}
 }
 
