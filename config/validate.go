@@ -344,24 +344,32 @@ func (v *validator) oidc(w where, o *OIDC) {
 	}
 }
 
+// mountedPath checks the path at key (a route prefix or an aggregate path):
+// required, clean, clear of the gateway's /bff endpoints, and not already
+// taken in seen, which maps each earlier path to its key. It reports whether
+// the path passed and was added to seen.
+func mountedPath(w where, f *Frontend, key, path string, seen map[string]string) bool {
+	switch {
+	case path == "":
+		w.errorf(key, "is required")
+	case checkCleanPath(path) != "":
+		w.errorf(key, "%s", checkCleanPath(path))
+	case under(path, "/bff"):
+		w.errorf(key, "%s collides with the gateway's own endpoints under %s", path, f.MountPath("/bff"))
+	case seen[path] != "":
+		w.errorf(key, "%s is already %s", path, seen[path])
+	default:
+		seen[path] = key
+		return true
+	}
+	return false
+}
+
 func (v *validator) routes(w where, f *Frontend) {
-	seen := map[string]int{}
+	seen := map[string]string{}
 	for i, r := range f.Routes {
 		p := fmt.Sprintf("routes[%d]", i)
-		switch {
-		case r.Prefix == "":
-			w.errorf(p+".prefix", "is required")
-		case checkCleanPath(r.Prefix) != "":
-			w.errorf(p+".prefix", "%s", checkCleanPath(r.Prefix))
-		case under(r.Prefix, "/bff"):
-			w.errorf(p+".prefix", "%s collides with the gateway's own endpoints under %s", r.Prefix, f.MountPath("/bff"))
-		default:
-			if j, dup := seen[r.Prefix]; dup {
-				w.errorf(p+".prefix", "%s is already routes[%d].prefix", r.Prefix, j)
-			} else {
-				seen[r.Prefix] = i
-			}
-		}
+		mountedPath(w, f, p+".prefix", r.Prefix, seen)
 		if r.Upstream == "" {
 			w.errorf(p+".upstream", "is required")
 		} else if msg := checkHTTPURL(r.Upstream); msg != "" {
@@ -398,22 +406,10 @@ func (v *validator) routes(w where, f *Frontend) {
 }
 
 func (v *validator) aggregates(w where, f *Frontend) {
-	seen := map[string]int{}
+	seen := map[string]string{}
 	for i, a := range f.Aggregates {
 		p := fmt.Sprintf("aggregates[%d]", i)
-		switch {
-		case a.Path == "":
-			w.errorf(p+".path", "is required")
-		case checkCleanPath(a.Path) != "":
-			w.errorf(p+".path", "%s", checkCleanPath(a.Path))
-		case under(a.Path, "/bff"):
-			w.errorf(p+".path", "%s collides with the gateway's own endpoints under %s", a.Path, f.MountPath("/bff"))
-		default:
-			if j, dup := seen[a.Path]; dup {
-				w.errorf(p+".path", "%s is already aggregates[%d].path", a.Path, j)
-				break
-			}
-			seen[a.Path] = i
+		if mountedPath(w, f, p+".path", a.Path, seen) {
 			// A catch-all "/" route (the SPA's assets) leaves room for
 			// aggregates; any other route owns everything under its prefix.
 			for j, r := range f.Routes {

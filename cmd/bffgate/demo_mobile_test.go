@@ -44,6 +44,21 @@ func TestDemoMobileAppAndDashboard(t *testing.T) {
 		_ = json.Unmarshal(raw, &m)
 		return resp, m
 	}
+	// signIn signs user in from the login URL start and follows the callback,
+	// whose response (body closed) it returns.
+	signIn := func(t *testing.T, b *oidctest.Browser, start, user string) *http.Response {
+		t.Helper()
+		cb, _, err := b.Login(ctx, start, user, demo.Password)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := b.Follow(ctx, cb)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp
+	}
 
 	t.Run("mobile app", func(t *testing.T) {
 		if resp, _ := demoGet(t, demo.AppRedirectURI(public)); resp.StatusCode != http.StatusOK {
@@ -53,15 +68,7 @@ func TestDemoMobileAppAndDashboard(t *testing.T) {
 		verifier := oauth2.GenerateVerifier()
 		start := public + demo.AppMount + "/bff/login?returnTo=" + url.QueryEscape(demo.AppRedirectURI(public)) +
 			"&code_challenge=" + oauth2.S256ChallengeFromVerifier(verifier) + "&code_challenge_method=S256"
-		cb, _, err := b.Login(ctx, start, demo.AdminUsername("http://localhost"), demo.Password)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp, err := b.Follow(ctx, cb)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
+		resp := signIn(t, b, start, demo.AdminUsername("http://localhost"))
 		loc, _ := url.Parse(resp.Header.Get("Location"))
 		if resp.StatusCode != http.StatusFound || loc == nil || !strings.HasPrefix(loc.String(), demo.AppRedirectURI(public)+"?code=") {
 			t.Fatalf("callback: %d to %q", resp.StatusCode, resp.Header.Get("Location"))
@@ -92,15 +99,7 @@ func TestDemoMobileAppAndDashboard(t *testing.T) {
 
 	t.Run("dashboard", func(t *testing.T) {
 		b := oidctest.NewBrowser(t)
-		cb, _, err := b.Login(ctx, public+"/web/bff/login", demo.UserUsername, demo.Password)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp, err := b.Follow(ctx, cb)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
+		signIn(t, b, public+"/web/bff/login", demo.UserUsername)
 		resp, m := do(b.Client, http.MethodGet, public+"/web"+demo.DashboardPath, http.Header{"X-Csrf": {"1"}}, "")
 		if resp.StatusCode != http.StatusOK {
 			t.Fatalf("dashboard: %d %v", resp.StatusCode, m)

@@ -117,6 +117,15 @@ func Config(ep Endpoints, redisURL string) *config.Config {
 			},
 		}
 	}
+	// client is a frontend's OIDC client at the demo provider.
+	client := func(id, secret string) config.OIDC {
+		return config.OIDC{
+			Issuer:       ep.Issuer,
+			ClientID:     id,
+			ClientSecret: secret,
+			Scopes:       []string{"openid", "profile", "email", "offline_access"},
+		}
+	}
 	return &config.Config{
 		Server: config.Server{
 			Listen:            listen,
@@ -127,15 +136,10 @@ func Config(ep Endpoints, redisURL string) *config.Config {
 		},
 		Sessions: sessions,
 		Frontends: []config.Frontend{{
-			Name:  WebFrontend,
-			Kind:  config.KindSPA,
-			Mount: WebMount,
-			OIDC: config.OIDC{
-				Issuer:       ep.Issuer,
-				ClientID:     WebClientID,
-				ClientSecret: WebClientSecret,
-				Scopes:       []string{"openid", "profile", "email", "offline_access"},
-			},
+			Name:        WebFrontend,
+			Kind:        config.KindSPA,
+			Mount:       WebMount,
+			OIDC:        client(WebClientID, WebClientSecret),
 			Cookie:      config.Cookie{SameSite: "strict"},
 			AfterLogin:  after,
 			AfterLogout: after,
@@ -157,15 +161,10 @@ func Config(ep Endpoints, redisURL string) *config.Config {
 				},
 			}},
 		}, {
-			Name:  AppFrontend,
-			Kind:  config.KindMobile,
-			Mount: AppMount,
-			OIDC: config.OIDC{
-				Issuer:       ep.Issuer,
-				ClientID:     AppClientID,
-				ClientSecret: AppClientSecret,
-				Scopes:       []string{"openid", "profile", "email", "offline_access"},
-			},
+			Name:        AppFrontend,
+			Kind:        config.KindMobile,
+			Mount:       AppMount,
+			OIDC:        client(AppClientID, AppClientSecret),
 			Cookie:      config.Cookie{SameSite: "strict"},
 			AfterLogin:  AppRedirectURI(public),
 			AfterLogout: WebMount + MobilePage,

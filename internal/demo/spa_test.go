@@ -51,15 +51,7 @@ func TestSPAHandler(t *testing.T) {
 	t.Run("CSP admits the inline script and style", func(t *testing.T) {
 		rec := httptest.NewRecorder()
 		h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/", nil))
-		csp := rec.Header().Get("Content-Security-Policy")
-		for _, tag := range []string{"script", "style"} {
-			_, rest, _ := strings.Cut(first, "<"+tag+">")
-			inline, _, _ := strings.Cut(rest, "</"+tag+">")
-			sum := sha256.Sum256([]byte(inline))
-			if want := "'sha256-" + base64.StdEncoding.EncodeToString(sum[:]) + "'"; !strings.Contains(csp, tag+"-src "+want) {
-				t.Errorf("CSP %q lacks %s-src %s", csp, tag, want)
-			}
-		}
+		wantInlineHashes(t, "CSP", rec.Header().Get("Content-Security-Policy"), first)
 	})
 
 	t.Run("HEAD", func(t *testing.T) {
@@ -97,15 +89,7 @@ func TestSPAHandler(t *testing.T) {
 		if m := regexp.MustCompile(`(?i)(src|href)\s*=\s*["']?(https?:)?//`).FindString(body); m != "" {
 			t.Errorf("external reference %q", m)
 		}
-		csp := rec.Header().Get("Content-Security-Policy")
-		for _, tag := range []string{"script", "style"} {
-			_, rest, _ := strings.Cut(body, "<"+tag+">")
-			inline, _, _ := strings.Cut(rest, "</"+tag+">")
-			sum := sha256.Sum256([]byte(inline))
-			if want := "'sha256-" + base64.StdEncoding.EncodeToString(sum[:]) + "'"; !strings.Contains(csp, tag+"-src "+want) {
-				t.Errorf("mobile CSP %q lacks %s-src %s", csp, tag, want)
-			}
-		}
+		wantInlineHashes(t, "mobile CSP", rec.Header().Get("Content-Security-Policy"), body)
 	})
 
 	t.Run("POST", func(t *testing.T) {
@@ -115,4 +99,18 @@ func TestSPAHandler(t *testing.T) {
 			t.Errorf("POST: %d", rec.Code)
 		}
 	})
+}
+
+// wantInlineHashes fails unless csp (named what in the messages) admits the
+// page's inline script and style by their SHA-256, as browsers hash them.
+func wantInlineHashes(t *testing.T, what, csp, page string) {
+	t.Helper()
+	for _, tag := range []string{"script", "style"} {
+		_, rest, _ := strings.Cut(page, "<"+tag+">")
+		inline, _, _ := strings.Cut(rest, "</"+tag+">")
+		sum := sha256.Sum256([]byte(inline))
+		if want := "'sha256-" + base64.StdEncoding.EncodeToString(sum[:]) + "'"; !strings.Contains(csp, tag+"-src "+want) {
+			t.Errorf("%s %q lacks %s-src %s", what, csp, tag, want)
+		}
+	}
 }

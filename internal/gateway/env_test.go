@@ -238,15 +238,23 @@ func (e *env) browser() *browser {
 	return &browser{Browser: oidctest.NewBrowser(e.t), e: e}
 }
 
+// callback starts a login at the gateway path login (query included), signs
+// user in at the provider and returns the callback URL, not yet followed. It
+// fails t, so that a subtest fails itself and not its parent.
+func (b *browser) callback(t testing.TB, login, user string) string {
+	t.Helper()
+	cb, _, err := b.Login(context.Background(), b.e.public+login, user, password)
+	if err != nil {
+		t.Fatalf("login: %v", err)
+	}
+	return cb
+}
+
 // login runs the whole code flow for frontend mount m and returns the
 // callback's response.
 func (b *browser) login(mount, user string) *http.Response {
 	b.e.t.Helper()
-	cb, _, err := b.Login(context.Background(), b.e.public+mount+"/bff/login", user, password)
-	if err != nil {
-		b.e.t.Fatalf("login: %v", err)
-	}
-	resp := b.get(cb, nil)
+	resp := b.get(b.callback(b.e.t, mount+"/bff/login", user), nil)
 	if resp.StatusCode != http.StatusFound {
 		b.e.t.Fatalf("callback: status %d, body %s", resp.StatusCode, readBody(resp))
 	}

@@ -118,15 +118,9 @@ func TestLoginCallbackFailures(t *testing.T) {
 
 	t.Run("state mismatch", func(t *testing.T) {
 		b := e.browser()
-		cb, _, err := b.Login(context.Background(), e.public+"/web/bff/login", e.admin(), password)
-		if err != nil {
-			t.Fatal(err)
-		}
-		u, _ := url.Parse(cb)
-		q := u.Query()
-		q.Set("state", q.Get("state")+"x")
-		u.RawQuery = q.Encode()
-		errorCode(t, b.get(u.String(), nil), http.StatusBadRequest, "bad_request")
+		cb := b.callback(t, "/web/bff/login", e.admin())
+		state := mustURL(cb).Query().Get("state")
+		errorCode(t, b.get(withQuery(cb, "state", state+"x"), nil), http.StatusBadRequest, "bad_request")
 		if b.cookie("bff-web") != nil {
 			t.Error("a session cookie was set")
 		}
@@ -134,10 +128,7 @@ func TestLoginCallbackFailures(t *testing.T) {
 
 	t.Run("replay", func(t *testing.T) {
 		b := e.browser()
-		cb, _, err := b.Login(context.Background(), e.public+"/web/bff/login", e.admin(), password)
-		if err != nil {
-			t.Fatal(err)
-		}
+		cb := b.callback(t, "/web/bff/login", e.admin())
 		// Keep the login cookie to replay with it, as an attacker who copied the request would.
 		lc := b.Jar.Cookies(mustURL(e.public + "/web/bff/callback"))
 		if resp := b.get(cb, nil); resp.StatusCode != http.StatusFound {
@@ -153,45 +144,46 @@ func TestLoginCallbackFailures(t *testing.T) {
 
 	t.Run("no login cookie", func(t *testing.T) {
 		b := e.browser()
-		cb, _, err := b.Login(context.Background(), e.public+"/web/bff/login", e.admin(), password)
-		if err != nil {
-			t.Fatal(err)
-		}
+		cb := b.callback(t, "/web/bff/login", e.admin())
 		stranger := e.browser() // the victim's browser in a login CSRF
 		errorCode(t, stranger.get(cb, nil), http.StatusBadRequest, "bad_request")
 	})
 
 	t.Run("wrong iss parameter", func(t *testing.T) {
 		b := e.browser()
-		cb, _, err := b.Login(context.Background(), e.public+"/web/bff/login", e.admin(), password)
-		if err != nil {
-			t.Fatal(err)
-		}
-		u, _ := url.Parse(cb)
-		q := u.Query()
-		q.Set("iss", "https://evil.example")
-		u.RawQuery = q.Encode()
-		errorCode(t, b.get(u.String(), nil), http.StatusBadRequest, "bad_request")
+		cb := b.callback(t, "/web/bff/login", e.admin())
+		errorCode(t, b.get(withQuery(cb, "iss", "https://evil.example"), nil), http.StatusBadRequest, "bad_request")
 	})
 
 	t.Run("provider error", func(t *testing.T) {
 		b := e.browser()
-		resp := b.get("/web/bff/login", nil)
-		loc, _ := url.Parse(resp.Header.Get("Location"))
-		state := loc.Query().Get("state")
+		state := b.loginState()
 		errorCode(t, b.get("/web/bff/callback?error=access_denied&state="+url.QueryEscape(state), nil), http.StatusUnauthorized, "unauthenticated")
 	})
 
 	t.Run("bad code", func(t *testing.T) {
 		b := e.browser()
-		resp := b.get("/web/bff/login", nil)
-		loc, _ := url.Parse(resp.Header.Get("Location"))
-		state := loc.Query().Get("state")
+		state := b.loginState()
 		errorCode(t, b.get("/web/bff/callback?code=forged&state="+url.QueryEscape(state), nil), http.StatusUnauthorized, "unauthenticated")
 		if b.cookie("bff-web") != nil {
 			t.Error("a session cookie was set")
 		}
 	})
+}
+
+// withQuery is the URL raw with its query parameter key set to value.
+func withQuery(raw, key, value string) string {
+	u := mustURL(raw)
+	q := u.Query()
+	q.Set(key, value)
+	u.RawQuery = q.Encode()
+	return u.String()
+}
+
+// loginState starts a web login and returns the state it sent to the provider.
+func (b *browser) loginState() string {
+	loc, _ := url.Parse(b.get("/web/bff/login", nil).Header.Get("Location"))
+	return loc.Query().Get("state")
 }
 
 func mustURL(s string) *url.URL {

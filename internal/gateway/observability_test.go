@@ -18,13 +18,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 	"golang.org/x/oauth2"
 
 	"github.com/bffgate/bffgate/config"
 	"github.com/bffgate/bffgate/internal/demo"
 	"github.com/bffgate/bffgate/internal/gateway"
+	"github.com/bffgate/bffgate/internal/observe/observetest"
 )
 
 // logBuffer is a goroutine-safe sink for the gateway's JSON logs.
@@ -66,43 +66,6 @@ func withLogBuffer(buf *logBuffer) envOption {
 	return withGatewayOptions(gateway.Options{
 		Logger: slog.New(slog.NewJSONHandler(buf, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	})
-}
-
-// metricValue sums the counters (or histogram sample counts) of the family
-// name whose labels include want.
-func metricValue(t *testing.T, reg *prometheus.Registry, name string, want map[string]string) float64 {
-	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var sum float64
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-	metrics:
-		for _, m := range mf.GetMetric() {
-			got := map[string]string{}
-			for _, lp := range m.GetLabel() {
-				got[lp.GetName()] = lp.GetValue()
-			}
-			for k, v := range want {
-				if got[k] != v {
-					continue metrics
-				}
-			}
-			switch {
-			case m.GetCounter() != nil:
-				sum += m.GetCounter().GetValue()
-			case m.GetHistogram() != nil:
-				sum += float64(m.GetHistogram().GetSampleCount())
-			case m.GetGauge() != nil:
-				sum += m.GetGauge().GetValue()
-			}
-		}
-	}
-	return sum
 }
 
 // secrets collects what must never be logged, by name for the messages.
@@ -148,10 +111,7 @@ func TestLogsNeverContainSecrets(t *testing.T) {
 	// Browser login, step by step so that the callback's code and state and
 	// the login-state cookie are known.
 	b := e.browser()
-	cb, _, err := b.Login(context.Background(), e.public+"/web/bff/login?returnTo=/web/orders", e.admin(), password)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cb := b.callback(t, "/web/bff/login?returnTo=/web/orders", e.admin())
 	cbURL, err := url.Parse(cb)
 	if err != nil {
 		t.Fatal(err)
@@ -180,11 +140,7 @@ func TestLogsNeverContainSecrets(t *testing.T) {
 	// So does one whose code the provider rejects, an error the gateway
 	// logs with its cause.
 	other := e.browser()
-	cb2, _, err := other.Login(context.Background(), e.public+"/web/bff/login", e.admin(), password)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cb2URL, _ := url.Parse(cb2)
+	cb2URL, _ := url.Parse(other.callback(t, "/web/bff/login", e.admin()))
 	q := cb2URL.Query()
 	sec.add("second callback code", q.Get("code"))
 	sec.add("second callback state", q.Get("state"))
@@ -313,7 +269,7 @@ func TestLogsNeverContainSecrets(t *testing.T) {
 		{"bffgate_session_store_operations_total", map[string]string{"operation": "add_to_set", "result": "ok"}, 1, 1e9},
 		{"bffgate_session_store_operation_duration_seconds", map[string]string{"operation": "set"}, 1, 1e9},
 	} {
-		if v := metricValue(t, reg, c.name, c.labels); v < c.min || v > c.max {
+		if v := observetest.Value(t, reg, c.name, c.labels); v < c.min || v > c.max {
 			t.Errorf("%s%v = %v, want %v..%v", c.name, c.labels, v, c.min, c.max)
 		}
 	}
@@ -480,7 +436,7 @@ func TestMetricsUseConfiguredRouteLabels(t *testing.T) {
 		{map[string]string{"frontend": "web", "route": "/api/readonly", "status_class": "4xx"}, 1},
 		{map[string]string{"frontend": "web", "route": "bff:login", "status_class": "3xx"}, 1},
 	} {
-		if v := metricValue(t, reg, "bffgate_http_requests_total", c.labels); v != c.want {
+		if v := observetest.Value(t, reg, "bffgate_http_requests_total", c.labels); v != c.want {
 			t.Errorf("bffgate_http_requests_total%v = %v, want %v", c.labels, v, c.want)
 		}
 	}
@@ -587,7 +543,7 @@ func TestReadyzFollowsStore(t *testing.T) {
 			t.Errorf("%s = %d with the store down, want %d", path, resp.StatusCode, want)
 		}
 	}
-	if v := metricValue(t, gw.Registry, "bffgate_session_store_operations_total", map[string]string{"operation": "ping", "result": "error"}); v < 1 {
+	if v := observetest.Value(t, gw.Registry, "bffgate_session_store_operations_total", map[string]string{"operation": "ping", "result": "error"}); v < 1 {
 		t.Errorf("store ping errors = %v, want >= 1", v)
 	}
 }
@@ -642,7 +598,7 @@ func TestRefreshAndBackchannelMetrics(t *testing.T) {
 		withConfig(func(c *config.Config) { c.Sessions.RefreshMargin = time.Minute }))
 	reg := e.gw.Registry
 	refreshes := func(outcome string) float64 {
-		return metricValue(t, reg, "bffgate_token_refreshes_total", map[string]string{"frontend": "web", "outcome": outcome})
+		return observetest.Value(t, reg, "bffgate_token_refreshes_total", map[string]string{"frontend": "web", "outcome": outcome})
 	}
 	b := e.browser()
 	b.login("/web", e.admin())
@@ -691,7 +647,7 @@ func TestRefreshAndBackchannelMetrics(t *testing.T) {
 	if v := refreshes("rejected"); v != 1 {
 		t.Errorf("rejected refreshes = %v, want 1", v)
 	}
-	if v := metricValue(t, reg, "bffgate_sessions_ended_total", map[string]string{"frontend": "web", "cause": "refresh_rejected"}); v != 1 {
+	if v := observetest.Value(t, reg, "bffgate_sessions_ended_total", map[string]string{"frontend": "web", "cause": "refresh_rejected"}); v != 1 {
 		t.Errorf("sessions ended by refresh_rejected = %v, want 1", v)
 	}
 
@@ -708,11 +664,11 @@ func TestRefreshAndBackchannelMetrics(t *testing.T) {
 		t.Fatalf("replayed logout token: %d", resp.StatusCode)
 	}
 	for outcome, want := range map[string]float64{"ok": 1, "invalid_token": 1, "error": 0} {
-		if v := metricValue(t, reg, "bffgate_backchannel_logouts_total", map[string]string{"frontend": "web", "outcome": outcome}); v != want {
+		if v := observetest.Value(t, reg, "bffgate_backchannel_logouts_total", map[string]string{"frontend": "web", "outcome": outcome}); v != want {
 			t.Errorf("back-channel logouts %s = %v, want %v", outcome, v, want)
 		}
 	}
-	if v := metricValue(t, reg, "bffgate_sessions_ended_total", map[string]string{"frontend": "web", "cause": "backchannel"}); v != 2 {
+	if v := observetest.Value(t, reg, "bffgate_sessions_ended_total", map[string]string{"frontend": "web", "cause": "backchannel"}); v != 2 {
 		t.Errorf("sessions ended by backchannel = %v, want 2", v)
 	}
 }

@@ -18,6 +18,7 @@ import (
 
 	"github.com/bffgate/bffgate/bff"
 	"github.com/bffgate/bffgate/internal/observe"
+	"github.com/bffgate/bffgate/internal/observe/observetest"
 	"github.com/bffgate/bffgate/sessions"
 	"github.com/bffgate/bffgate/sessions/memstore"
 	"github.com/bffgate/bffgate/sessions/redisstore"
@@ -112,7 +113,7 @@ func TestInstrumentedStoreInterfacesAndResults(t *testing.T) {
 	for _, c := range []struct{ op, result string }{
 		{"set", "ok"}, {"set", "exists"}, {"get", "not_found"}, {"get", "error"}, {"get", "canceled"},
 	} {
-		if v := counter(t, reg, "bffgate_session_store_operations_total", map[string]string{"operation": c.op, "result": c.result}); v != 1 {
+		if v := observetest.Value(t, reg, "bffgate_session_store_operations_total", map[string]string{"operation": c.op, "result": c.result}); v != 1 {
 			t.Errorf("store %s/%s = %v, want 1", c.op, c.result, v)
 		}
 	}
@@ -123,36 +124,6 @@ type ctxStore struct{ observe.LockingStore }
 
 func (ctxStore) Get(ctx context.Context, _ string) ([]byte, time.Duration, error) {
 	return nil, 0, ctx.Err()
-}
-
-func counter(t *testing.T, reg *prometheus.Registry, name string, want map[string]string) float64 {
-	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-	next:
-		for _, m := range mf.GetMetric() {
-			got := map[string]string{}
-			for _, lp := range m.GetLabel() {
-				got[lp.GetName()] = lp.GetValue()
-			}
-			for k, v := range want {
-				if got[k] != v {
-					continue next
-				}
-			}
-			if m.GetHistogram() != nil {
-				return float64(m.GetHistogram().GetSampleCount())
-			}
-			return m.GetCounter().GetValue()
-		}
-	}
-	return 0
 }
 
 func TestContextHandlerStampsRequestID(t *testing.T) {
@@ -224,7 +195,7 @@ func TestHandlerAccessLineAndMetrics(t *testing.T) {
 	if strings.Contains(buf.String(), "secret") {
 		t.Error("the query reached the log")
 	}
-	if v := counter(t, reg, "bffgate_http_requests_total", map[string]string{"frontend": "none", "route": "unmatched", "status_class": "2xx"}); v != 1 {
+	if v := observetest.Value(t, reg, "bffgate_http_requests_total", map[string]string{"frontend": "none", "route": "unmatched", "status_class": "2xx"}); v != 1 {
 		t.Errorf("requests = %v, want 1", v)
 	}
 }

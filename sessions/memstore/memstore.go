@@ -78,6 +78,32 @@ func (s *Store) lookup(key string, now time.Time) (entry, bool) {
 	return e, true
 }
 
+// lookupValue returns the live value entry under key: ErrNotFound when there
+// is none, errWrongType when key holds a set. s.mu must be held.
+func (s *Store) lookupValue(key string, now time.Time) (entry, error) {
+	e, ok := s.lookup(key, now)
+	if !ok {
+		return entry{}, sessions.ErrNotFound
+	}
+	if e.set != nil {
+		return entry{}, errWrongType
+	}
+	return e, nil
+}
+
+// lookupSet returns the live set under key, nil when there is none, and
+// errWrongType when key holds a value. s.mu must be held.
+func (s *Store) lookupSet(key string, now time.Time) (map[string]struct{}, error) {
+	e, ok := s.lookup(key, now)
+	if !ok {
+		return nil, nil
+	}
+	if e.set == nil {
+		return nil, errWrongType
+	}
+	return e.set, nil
+}
+
 // put stores a copy of value and sweeps expired keys once the writes since
 // the last sweep reach half the map's size. A write adds at most one key, so
 // the map never grows past twice what the previous sweep left, and each
@@ -118,12 +144,9 @@ func (s *Store) Get(ctx context.Context, key string) ([]byte, time.Duration, err
 	now := s.now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	e, ok := s.lookup(key, now)
-	if !ok {
-		return nil, 0, sessions.ErrNotFound
-	}
-	if e.set != nil {
-		return nil, 0, errWrongType
+	e, err := s.lookupValue(key, now)
+	if err != nil {
+		return nil, 0, err
 	}
 	return bytes.Clone(e.value), e.expires.Sub(now), nil
 }
@@ -185,12 +208,9 @@ func (s *Store) Take(ctx context.Context, key string) ([]byte, error) {
 	now := s.now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	e, ok := s.lookup(key, now)
-	if !ok {
-		return nil, sessions.ErrNotFound
-	}
-	if e.set != nil {
-		return nil, errWrongType
+	e, err := s.lookupValue(key, now)
+	if err != nil {
+		return nil, err
 	}
 	delete(s.data, key)
 	// The entry left the map, so its slice can be handed out without a copy.
@@ -307,15 +327,12 @@ func (s *Store) Members(ctx context.Context, key string) ([]string, error) {
 	now := s.now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	e, ok := s.lookup(key, now)
-	if !ok {
-		return nil, nil
+	set, err := s.lookupSet(key, now)
+	if err != nil || set == nil {
+		return nil, err
 	}
-	if e.set == nil {
-		return nil, errWrongType
-	}
-	out := make([]string, 0, len(e.set))
-	for m := range e.set {
+	out := make([]string, 0, len(set))
+	for m := range set {
 		out = append(out, m)
 	}
 	slices.Sort(out)
@@ -330,17 +347,14 @@ func (s *Store) RemoveFromSet(ctx context.Context, key string, members ...string
 	now := s.now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	e, ok := s.lookup(key, now)
-	if !ok {
-		return nil
-	}
-	if e.set == nil {
-		return errWrongType
+	set, err := s.lookupSet(key, now)
+	if err != nil || set == nil {
+		return err
 	}
 	for _, m := range members {
-		delete(e.set, m)
+		delete(set, m)
 	}
-	if len(e.set) == 0 {
+	if len(set) == 0 {
 		delete(s.data, key)
 	}
 	return nil

@@ -37,15 +37,11 @@ func mustAdd(t *testing.T, ix sessions.Indexer, key, member string, ttl time.Dur
 }
 
 func runIndexer(t *testing.T, newStore func(t *testing.T) Backend) {
-	t.Run("absent set has no members", func(t *testing.T) {
-		t.Parallel()
-		e := newEnv(t, newStore)
+	parallel(t, newStore, "absent set has no members", func(t *testing.T, e *env) {
 		wantMembers(t, e.store, e.key("none"))
 	})
 
-	t.Run("add members remove", func(t *testing.T) {
-		t.Parallel()
-		e := newEnv(t, newStore)
+	parallel(t, newStore, "add members remove", func(t *testing.T, e *env) {
 		k := e.key("set")
 		mustAdd(t, e.store, k, "a", time.Minute)
 		mustAdd(t, e.store, k, "b", time.Minute)
@@ -70,9 +66,7 @@ func runIndexer(t *testing.T, newStore func(t *testing.T) Backend) {
 		wantMembers(t, e.store, k, "c")
 	})
 
-	t.Run("non-positive ttl is refused", func(t *testing.T) {
-		t.Parallel()
-		e := newEnv(t, newStore)
+	parallel(t, newStore, "non-positive ttl is refused", func(t *testing.T, e *env) {
 		for _, ttl := range []time.Duration{0, -time.Second} {
 			if err := e.store.AddToSet(t.Context(), e.key("s"), "m", ttl); err == nil {
 				t.Errorf("AddToSet with ttl %v succeeded", ttl)
@@ -81,9 +75,7 @@ func runIndexer(t *testing.T, newStore func(t *testing.T) Backend) {
 		wantMembers(t, e.store, e.key("s"))
 	})
 
-	t.Run("set expires", func(t *testing.T) {
-		t.Parallel()
-		e := newEnv(t, newStore)
+	parallel(t, newStore, "set expires", func(t *testing.T, e *env) {
 		k := e.key("short")
 		mustAdd(t, e.store, k, "a", 150*time.Millisecond)
 		wantMembers(t, e.store, k, "a")
@@ -91,9 +83,7 @@ func runIndexer(t *testing.T, newStore func(t *testing.T) Backend) {
 		wantMembers(t, e.store, k)
 	})
 
-	t.Run("ttl only grows", func(t *testing.T) {
-		t.Parallel()
-		e := newEnv(t, newStore)
+	parallel(t, newStore, "ttl only grows", func(t *testing.T, e *env) {
 		grows, keeps := e.key("grows"), e.key("keeps")
 		mustAdd(t, e.store, grows, "a", 150*time.Millisecond)
 		mustAdd(t, e.store, grows, "b", 10*time.Second) // extends the set
@@ -124,9 +114,7 @@ func runScanner(t *testing.T, newStore func(t *testing.T) Backend) {
 		return keys
 	}
 
-	t.Run("prefix", func(t *testing.T) {
-		t.Parallel()
-		e := newEnv(t, newStore)
+	parallel(t, newStore, "prefix", func(t *testing.T, e *env) {
 		var want []string
 		for i := range 1500 { // more than one SCAN batch
 			k := e.key(fmt.Sprintf("s:{%04d}", i))
@@ -146,9 +134,7 @@ func runScanner(t *testing.T, newStore func(t *testing.T) Backend) {
 		}
 	})
 
-	t.Run("glob characters in the prefix are literal", func(t *testing.T) {
-		t.Parallel()
-		e := newEnv(t, newStore)
+	parallel(t, newStore, "glob characters in the prefix are literal", func(t *testing.T, e *env) {
 		for _, k := range []string{`p*:1`, `pXY:2`, `p?:3`, `pa:4`, `p[ab]:5`, `pb:6`, `p\x:7`, `px:8`} {
 			mustSet(t, e.store, e.key(k), "v", time.Minute)
 		}
@@ -166,9 +152,7 @@ func runScanner(t *testing.T, newStore func(t *testing.T) Backend) {
 		}
 	})
 
-	t.Run("callback error stops the walk", func(t *testing.T) {
-		t.Parallel()
-		e := newEnv(t, newStore)
+	parallel(t, newStore, "callback error stops the walk", func(t *testing.T, e *env) {
 		for i := range 5 {
 			mustSet(t, e.store, e.key(fmt.Sprint("k", i)), "v", time.Minute)
 		}
@@ -261,10 +245,8 @@ func (f *failing) Scan(ctx context.Context, prefix string, fn func(string) error
 }
 
 func runManagerIndexes(t *testing.T, newStore func(t *testing.T) Backend) {
-	t.Run("end sessions by sid then by sub", func(t *testing.T) {
-		t.Parallel()
-		e := newEnv(t, newStore)
-		m := e.manager([]sessions.KeyPair{newKeyPair(t)}, nil, 0)
+	parallel(t, newStore, "end sessions by sid then by sub", func(t *testing.T, e *env) {
+		m := e.newManager()
 		sub := "user-" + randHex(t, 4)
 		a := sessionOf(t, "web", sub, "sid-a")
 		b := sessionOf(t, "web", sub, "sid-b")
@@ -303,10 +285,8 @@ func runManagerIndexes(t *testing.T, newStore func(t *testing.T) Backend) {
 		}
 	})
 
-	t.Run("index keys", func(t *testing.T) {
-		t.Parallel()
-		e := newEnv(t, newStore)
-		m := e.manager([]sessions.KeyPair{newKeyPair(t)}, nil, 0)
+	parallel(t, newStore, "index keys", func(t *testing.T, e *env) {
+		m := e.newManager()
 		sub, sid := "alice@example.com", "provider-session-"+randHex(t, 4)
 		s := sessionOf(t, "web", sub, sid)
 		e.create(m, web, s)
@@ -322,17 +302,13 @@ func runManagerIndexes(t *testing.T, newStore func(t *testing.T) Backend) {
 
 		anon := sessionOf(t, "web", "", "") // nothing to index by
 		e.create(m, web, anon)
-		e.store.mu.Lock()
-		n := len(e.store.keys)
-		e.store.mu.Unlock()
+		n := e.store.keyCount()
 		if n != 4 { // two records, two index sets
 			t.Errorf("%d keys written, want 4", n)
 		}
 	})
 
-	t.Run("indexes slide with a session that has no absolute expiry", func(t *testing.T) {
-		t.Parallel()
-		e := newEnv(t, newStore)
+	parallel(t, newStore, "indexes slide with a session that has no absolute expiry", func(t *testing.T, e *env) {
 		m := e.manager([]sessions.KeyPair{newKeyPair(t)}, nil, 50*time.Millisecond)
 		s := sessionOf(t, "web", "user-"+randHex(t, 4), "sid-"+randHex(t, 4))
 		s.IdleTimeout, s.AbsoluteExpiry = 600*time.Millisecond, time.Time{}
@@ -344,10 +320,8 @@ func runManagerIndexes(t *testing.T, newStore func(t *testing.T) Backend) {
 		e.endSessions(m, "web", s.ProviderSID, "", 1)
 	})
 
-	t.Run("delete leaves the indexes", func(t *testing.T) {
-		t.Parallel()
-		e := newEnv(t, newStore)
-		m := e.manager([]sessions.KeyPair{newKeyPair(t)}, nil, 0)
+	parallel(t, newStore, "delete leaves the indexes", func(t *testing.T, e *env) {
+		m := e.newManager()
 		sub := "user-" + randHex(t, 4)
 		a, b := sessionOf(t, "web", sub, "sid-a"), sessionOf(t, "web", sub, "sid-b")
 		e.create(m, web, a)
@@ -367,10 +341,8 @@ func runManagerIndexes(t *testing.T, newStore func(t *testing.T) Backend) {
 		}
 	})
 
-	t.Run("stale members are skipped and pruned", func(t *testing.T) {
-		t.Parallel()
-		e := newEnv(t, newStore)
-		m := e.manager([]sessions.KeyPair{newKeyPair(t)}, nil, 0)
+	parallel(t, newStore, "stale members are skipped and pruned", func(t *testing.T, e *env) {
+		m := e.newManager()
 		sub := "user-" + randHex(t, 4)
 		live := sessionOf(t, "web", sub, "sid-live")
 		short := sessionOf(t, "web", sub, "sid-short")
@@ -399,10 +371,8 @@ func runManagerIndexes(t *testing.T, newStore func(t *testing.T) Backend) {
 		wantMembers(t, e.store, indexKey(e.prefix, "web", "sub", "someone-else"), stranger.ID())
 	})
 
-	t.Run("find and revoke filters", func(t *testing.T) {
-		t.Parallel()
-		e := newEnv(t, newStore)
-		m := e.manager([]sessions.KeyPair{newKeyPair(t)}, nil, 0)
+	parallel(t, newStore, "find and revoke filters", func(t *testing.T, e *env) {
+		m := e.newManager()
 		u1, u2 := "u1-"+randHex(t, 4), "u2-"+randHex(t, 4)
 		now := time.Now()
 		mk := func(frontend, sub, sid string, age time.Duration) *sessions.Session {
@@ -481,9 +451,7 @@ func runManagerIndexes(t *testing.T, newStore func(t *testing.T) Backend) {
 		}
 	})
 
-	t.Run("store errors propagate", func(t *testing.T) {
-		t.Parallel()
-		e := newEnv(t, newStore)
+	parallel(t, newStore, "store errors propagate", func(t *testing.T, e *env) {
 		f := &failing{Backend: e.store}
 		m, err := sessions.NewManager(f, sessions.Options{KeyPrefix: e.prefix, Keys: []sessions.KeyPair{newKeyPair(t)}})
 		if err != nil {
@@ -528,18 +496,14 @@ func runManagerIndexes(t *testing.T, newStore func(t *testing.T) Backend) {
 		wantMembers(t, e.store, indexKey(e.prefix, "web", "sub", s.Subject), s.ID())
 	})
 
-	t.Run("store without indexes", func(t *testing.T) {
-		t.Parallel()
-		e := newEnv(t, newStore)
+	parallel(t, newStore, "store without indexes", func(t *testing.T, e *env) {
 		m, err := sessions.NewManager(hideIndex{e.store}, sessions.Options{KeyPrefix: e.prefix, Keys: []sessions.KeyPair{newKeyPair(t)}})
 		if err != nil {
 			t.Fatal(err)
 		}
 		s := sessionOf(t, "web", "user-"+randHex(t, 4), "sid-"+randHex(t, 4))
 		e.create(m, web, s)
-		e.store.mu.Lock()
-		n := len(e.store.keys)
-		e.store.mu.Unlock()
+		n := e.store.keyCount()
 		if n != 1 {
 			t.Fatalf("%d keys written, want only the record", n)
 		}

@@ -85,6 +85,13 @@ func (r *recorder) AddToSet(ctx context.Context, key, member string, ttl time.Du
 	return r.Backend.AddToSet(ctx, key, member, ttl)
 }
 
+// keyCount is how many distinct keys were written so far.
+func (r *recorder) keyCount() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.keys)
+}
+
 // written returns a copy of every value written so far.
 func (r *recorder) written() [][]byte {
 	r.mu.Lock()
@@ -124,6 +131,14 @@ func newEnv(t *testing.T, newStore func(t *testing.T) Backend) *env {
 }
 
 func (e *env) key(name string) string { return e.prefix + name }
+
+// parallel runs f as a parallel subtest of t, in an env of its own.
+func parallel(t *testing.T, newStore func(t *testing.T) Backend, name string, f func(t *testing.T, e *env)) {
+	t.Run(name, func(t *testing.T) {
+		t.Parallel()
+		f(t, newEnv(t, newStore))
+	})
+}
 
 func randHex(t *testing.T, n int) string {
 	t.Helper()
@@ -171,15 +186,11 @@ func wantTTL(t *testing.T, got, want time.Duration) {
 }
 
 func runStore(t *testing.T, newStore func(t *testing.T) Backend) {
-	t.Run("get missing", func(t *testing.T) {
-		t.Parallel()
-		e := newEnv(t, newStore)
+	parallel(t, newStore, "get missing", func(t *testing.T, e *env) {
 		wantGone(t, e.store, e.key("missing"))
 	})
 
-	t.Run("set get roundtrip", func(t *testing.T) {
-		t.Parallel()
-		e := newEnv(t, newStore)
+	parallel(t, newStore, "set get roundtrip", func(t *testing.T, e *env) {
 		value := string([]byte{0, 1, 2, 255, 'x'}) // binary-safe
 		mustSet(t, e.store, e.key("a"), value, 10*time.Second)
 		wantTTL(t, wantValue(t, e.store, e.key("a"), value), 10*time.Second)
@@ -205,9 +216,7 @@ func runStore(t *testing.T, newStore func(t *testing.T) Backend) {
 			{"if present on existing", true, sessions.IfPresent, nil, "new"},
 		}
 		for _, tt := range tests {
-			t.Run(tt.name, func(t *testing.T) {
-				t.Parallel()
-				e := newEnv(t, newStore)
+			parallel(t, newStore, tt.name, func(t *testing.T, e *env) {
 				k := e.key("k")
 				if tt.preexists {
 					mustSet(t, e.store, k, "old", time.Minute)
@@ -228,9 +237,7 @@ func runStore(t *testing.T, newStore func(t *testing.T) Backend) {
 		}
 	})
 
-	t.Run("non-positive ttl is refused", func(t *testing.T) {
-		t.Parallel()
-		e := newEnv(t, newStore)
+	parallel(t, newStore, "non-positive ttl is refused", func(t *testing.T, e *env) {
 		for _, ttl := range []time.Duration{0, -time.Second} {
 			err := e.store.Set(t.Context(), e.key("k"), []byte("v"), ttl, sessions.Always)
 			if err == nil || errors.Is(err, sessions.ErrNotFound) {
@@ -240,9 +247,7 @@ func runStore(t *testing.T, newStore func(t *testing.T) Backend) {
 		wantGone(t, e.store, e.key("k"))
 	})
 
-	t.Run("expire", func(t *testing.T) {
-		t.Parallel()
-		e := newEnv(t, newStore)
+	parallel(t, newStore, "expire", func(t *testing.T, e *env) {
 		if err := e.store.Expire(t.Context(), e.key("missing"), time.Minute); !errors.Is(err, sessions.ErrNotFound) {
 			t.Fatalf("Expire(missing) = %v, want ErrNotFound", err)
 		}
@@ -253,9 +258,7 @@ func runStore(t *testing.T, newStore func(t *testing.T) Backend) {
 		wantTTL(t, wantValue(t, e.store, e.key("a"), "v"), time.Hour)
 	})
 
-	t.Run("ttl expiry", func(t *testing.T) {
-		t.Parallel()
-		e := newEnv(t, newStore)
+	parallel(t, newStore, "ttl expiry", func(t *testing.T, e *env) {
 		k := e.key("short")
 		if err := e.store.Set(t.Context(), k, []byte("v"), 150*time.Millisecond, sessions.Always); err != nil {
 			t.Fatal(err)
@@ -275,9 +278,7 @@ func runStore(t *testing.T, newStore func(t *testing.T) Backend) {
 		}
 	})
 
-	t.Run("take once", func(t *testing.T) {
-		t.Parallel()
-		e := newEnv(t, newStore)
+	parallel(t, newStore, "take once", func(t *testing.T, e *env) {
 		mustSet(t, e.store, e.key("t"), "once", time.Minute)
 		got, err := e.store.Take(t.Context(), e.key("t"))
 		if err != nil || string(got) != "once" {
@@ -289,9 +290,7 @@ func runStore(t *testing.T, newStore func(t *testing.T) Backend) {
 		wantGone(t, e.store, e.key("t"))
 	})
 
-	t.Run("concurrent take has one winner", func(t *testing.T) {
-		t.Parallel()
-		e := newEnv(t, newStore)
+	parallel(t, newStore, "concurrent take has one winner", func(t *testing.T, e *env) {
 		mustSet(t, e.store, e.key("race"), "prize", time.Minute)
 		var wins, misses atomic.Int32
 		var wg sync.WaitGroup
@@ -317,9 +316,7 @@ func runStore(t *testing.T, newStore func(t *testing.T) Backend) {
 		}
 	})
 
-	t.Run("delete", func(t *testing.T) {
-		t.Parallel()
-		e := newEnv(t, newStore)
+	parallel(t, newStore, "delete", func(t *testing.T, e *env) {
 		var keys []string
 		for i := range 5 {
 			k := e.key(fmt.Sprintf("d%d", i))
@@ -343,9 +340,7 @@ func runStore(t *testing.T, newStore func(t *testing.T) Backend) {
 		}
 	})
 
-	t.Run("ping", func(t *testing.T) {
-		t.Parallel()
-		e := newEnv(t, newStore)
+	parallel(t, newStore, "ping", func(t *testing.T, e *env) {
 		if err := e.store.Ping(t.Context()); err != nil {
 			t.Fatalf("Ping: %v", err)
 		}
@@ -362,9 +357,7 @@ func runLocker(t *testing.T, newStore func(t *testing.T) Backend) {
 		return ok
 	}
 
-	t.Run("acquire contend renew release", func(t *testing.T) {
-		t.Parallel()
-		e := newEnv(t, newStore)
+	parallel(t, newStore, "acquire contend renew release", func(t *testing.T, e *env) {
 		k := e.key("lock")
 		if !acquire(t, e.store, k, "a", 5*time.Second) {
 			t.Fatal("Acquire on a free lock = false")
@@ -394,9 +387,7 @@ func runLocker(t *testing.T, newStore func(t *testing.T) Backend) {
 		}
 	})
 
-	t.Run("lease expires", func(t *testing.T) {
-		t.Parallel()
-		e := newEnv(t, newStore)
+	parallel(t, newStore, "lease expires", func(t *testing.T, e *env) {
 		k := e.key("lease")
 		if !acquire(t, e.store, k, "a", 150*time.Millisecond) {
 			t.Fatal("Acquire = false")
@@ -415,9 +406,7 @@ func runLocker(t *testing.T, newStore func(t *testing.T) Backend) {
 		wantValue(t, e.store, k, "b")
 	})
 
-	t.Run("concurrent acquire has one winner", func(t *testing.T) {
-		t.Parallel()
-		e := newEnv(t, newStore)
+	parallel(t, newStore, "concurrent acquire has one winner", func(t *testing.T, e *env) {
 		k := e.key("contended")
 		e.store.note(k, nil)
 		var wins atomic.Int32
@@ -472,6 +461,13 @@ func (e *env) manager(keys []sessions.KeyPair, now func() time.Time, touch time.
 		e.t.Fatalf("NewManager: %v", err)
 	}
 	return m
+}
+
+// newManager is a Manager over the env's store with one fresh key, the real
+// clock and the default touch interval.
+func (e *env) newManager() *sessions.Manager {
+	e.t.Helper()
+	return e.manager([]sessions.KeyPair{newKeyPair(e.t)}, nil, 0)
 }
 
 // newSession returns a session whose token strings are unique, to search for.
@@ -529,10 +525,8 @@ var refAlphabet = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
 const web = "session:web"
 
 func runManager(t *testing.T, newStore func(t *testing.T) Backend) {
-	t.Run("create load roundtrip", func(t *testing.T) {
-		t.Parallel()
-		e := newEnv(t, newStore)
-		m := e.manager([]sessions.KeyPair{newKeyPair(t)}, nil, 0)
+	parallel(t, newStore, "create load roundtrip", func(t *testing.T, e *env) {
+		m := e.newManager()
 		in := newSession(t, time.Now())
 		ref := e.create(m, web, in)
 		if !refAlphabet.MatchString(ref) || len(ref) >= 250 {
@@ -567,10 +561,8 @@ func runManager(t *testing.T, newStore func(t *testing.T) Backend) {
 		}
 	})
 
-	t.Run("create refuses a session that never ends", func(t *testing.T) {
-		t.Parallel()
-		e := newEnv(t, newStore)
-		m := e.manager([]sessions.KeyPair{newKeyPair(t)}, nil, 0)
+	parallel(t, newStore, "create refuses a session that never ends", func(t *testing.T, e *env) {
+		m := e.newManager()
 		s := newSession(t, time.Now())
 		s.IdleTimeout, s.AbsoluteExpiry = 0, time.Time{}
 		if _, err := m.Create(t.Context(), web, s); err == nil {
@@ -583,10 +575,8 @@ func runManager(t *testing.T, newStore func(t *testing.T) Backend) {
 		}
 	})
 
-	t.Run("invalid refs", func(t *testing.T) {
-		t.Parallel()
-		e := newEnv(t, newStore)
-		m := e.manager([]sessions.KeyPair{newKeyPair(t)}, nil, 0)
+	parallel(t, newStore, "invalid refs", func(t *testing.T, e *env) {
+		m := e.newManager()
 		ref := e.create(m, web, newSession(t, time.Now()))
 		flip := func(i int) string {
 			b := []byte(ref)
@@ -619,9 +609,7 @@ func runManager(t *testing.T, newStore func(t *testing.T) Backend) {
 		e.load(m, web, ref) // the original still opens
 	})
 
-	t.Run("key rotation", func(t *testing.T) {
-		t.Parallel()
-		e := newEnv(t, newStore)
+	parallel(t, newStore, "key rotation", func(t *testing.T, e *env) {
 		oldKey, newKey := newKeyPair(t), newKeyPair(t)
 		before := e.manager([]sessions.KeyPair{oldKey}, nil, 0)
 		during := e.manager([]sessions.KeyPair{newKey, oldKey}, nil, 0)
@@ -636,9 +624,7 @@ func runManager(t *testing.T, newStore func(t *testing.T) Backend) {
 		e.wantLoadErr(before, web, newRef, sessions.ErrInvalidRef) // key unknown
 	})
 
-	t.Run("absolute expiry deletes the record", func(t *testing.T) {
-		t.Parallel()
-		e := newEnv(t, newStore)
+	parallel(t, newStore, "absolute expiry deletes the record", func(t *testing.T, e *env) {
 		var c clock
 		keys := []sessions.KeyPair{newKeyPair(t)}
 		m := e.manager(keys, c.Now, 0)
@@ -653,10 +639,8 @@ func runManager(t *testing.T, newStore func(t *testing.T) Backend) {
 		}
 	})
 
-	t.Run("absolute expiry bounds the store ttl", func(t *testing.T) {
-		t.Parallel()
-		e := newEnv(t, newStore)
-		m := e.manager([]sessions.KeyPair{newKeyPair(t)}, nil, 0)
+	parallel(t, newStore, "absolute expiry bounds the store ttl", func(t *testing.T, e *env) {
+		m := e.newManager()
 		s := newSession(t, time.Now())
 		s.AbsoluteExpiry = time.Now().Add(300 * time.Millisecond)
 		ref := e.create(m, web, s)
@@ -665,10 +649,8 @@ func runManager(t *testing.T, newStore func(t *testing.T) Backend) {
 		e.wantLoadErr(m, web, ref, sessions.ErrNotFound)
 	})
 
-	t.Run("idle expiry", func(t *testing.T) {
-		t.Parallel()
-		e := newEnv(t, newStore)
-		m := e.manager([]sessions.KeyPair{newKeyPair(t)}, nil, 0)
+	parallel(t, newStore, "idle expiry", func(t *testing.T, e *env) {
+		m := e.newManager()
 		s := newSession(t, time.Now())
 		s.IdleTimeout = 300 * time.Millisecond
 		ref := e.create(m, web, s)
@@ -677,9 +659,7 @@ func runManager(t *testing.T, newStore func(t *testing.T) Backend) {
 		e.wantLoadErr(m, web, ref, sessions.ErrNotFound)
 	})
 
-	t.Run("sliding idle window", func(t *testing.T) {
-		t.Parallel()
-		e := newEnv(t, newStore)
+	parallel(t, newStore, "sliding idle window", func(t *testing.T, e *env) {
 		m := e.manager([]sessions.KeyPair{newKeyPair(t)}, nil, 50*time.Millisecond)
 		s := newSession(t, time.Now())
 		s.IdleTimeout = 600 * time.Millisecond
@@ -692,10 +672,8 @@ func runManager(t *testing.T, newStore func(t *testing.T) Backend) {
 		e.wantLoadErr(m, web, ref, sessions.ErrNotFound)
 	})
 
-	t.Run("load writes at most once per touch interval", func(t *testing.T) {
-		t.Parallel()
-		e := newEnv(t, newStore)
-		m := e.manager([]sessions.KeyPair{newKeyPair(t)}, nil, 0) // default: 1m for 30m idle
+	parallel(t, newStore, "load writes at most once per touch interval", func(t *testing.T, e *env) {
+		m := e.newManager() // default: 1m for 30m idle
 		s := newSession(t, time.Now())
 		ref := e.create(m, web, s)
 		key := m.SessionKeyPrefix() + s.ID() + "}"
@@ -722,10 +700,8 @@ func runManager(t *testing.T, newStore func(t *testing.T) Backend) {
 		wantTTL(t, ttl, 30*time.Minute)
 	})
 
-	t.Run("save", func(t *testing.T) {
-		t.Parallel()
-		e := newEnv(t, newStore)
-		m := e.manager([]sessions.KeyPair{newKeyPair(t)}, nil, 0)
+	parallel(t, newStore, "save", func(t *testing.T, e *env) {
+		m := e.newManager()
 		ref := e.create(m, web, newSession(t, time.Now()))
 		s := e.load(m, web, ref)
 		s.AccessToken, s.RefreshToken = "accesstoken-"+randHex(t, 16), "refreshtoken-"+randHex(t, 16)
@@ -741,10 +717,8 @@ func runManager(t *testing.T, newStore func(t *testing.T) Backend) {
 		}
 	})
 
-	t.Run("save after delete does not resurrect", func(t *testing.T) {
-		t.Parallel()
-		e := newEnv(t, newStore)
-		m := e.manager([]sessions.KeyPair{newKeyPair(t)}, nil, 0)
+	parallel(t, newStore, "save after delete does not resurrect", func(t *testing.T, e *env) {
+		m := e.newManager()
 		ref := e.create(m, web, newSession(t, time.Now()))
 		s := e.load(m, web, ref)
 		if err := m.Delete(t.Context(), s); err != nil {
@@ -756,10 +730,8 @@ func runManager(t *testing.T, newStore func(t *testing.T) Backend) {
 		e.wantLoadErr(m, web, ref, sessions.ErrNotFound)
 	})
 
-	t.Run("delete by id", func(t *testing.T) {
-		t.Parallel()
-		e := newEnv(t, newStore)
-		m := e.manager([]sessions.KeyPair{newKeyPair(t)}, nil, 0)
+	parallel(t, newStore, "delete by id", func(t *testing.T, e *env) {
+		m := e.newManager()
 		s := newSession(t, time.Now())
 		ref := e.create(m, web, s)
 		// Operators find sessions by scanning for the prefix.
@@ -785,10 +757,8 @@ func runManager(t *testing.T, newStore func(t *testing.T) Backend) {
 		}
 	})
 
-	t.Run("lock key shares the hash tag", func(t *testing.T) {
-		t.Parallel()
-		e := newEnv(t, newStore)
-		m := e.manager([]sessions.KeyPair{newKeyPair(t)}, nil, 0)
+	parallel(t, newStore, "lock key shares the hash tag", func(t *testing.T, e *env) {
+		m := e.newManager()
 		s := newSession(t, time.Now())
 		e.create(m, web, s)
 		lk := m.LockKey(s)
@@ -798,10 +768,8 @@ func runManager(t *testing.T, newStore func(t *testing.T) Backend) {
 		}
 	})
 
-	t.Run("no token text at rest", func(t *testing.T) {
-		t.Parallel()
-		e := newEnv(t, newStore)
-		m := e.manager([]sessions.KeyPair{newKeyPair(t)}, nil, 0)
+	parallel(t, newStore, "no token text at rest", func(t *testing.T, e *env) {
+		m := e.newManager()
 		s := newSession(t, time.Now())
 		ref := e.create(m, web, s)
 		loaded := e.load(m, web, ref)
@@ -834,10 +802,8 @@ func runManager(t *testing.T, newStore func(t *testing.T) Backend) {
 		}
 	})
 
-	t.Run("record moved to another key does not open", func(t *testing.T) {
-		t.Parallel()
-		e := newEnv(t, newStore)
-		m := e.manager([]sessions.KeyPair{newKeyPair(t)}, nil, 0)
+	parallel(t, newStore, "record moved to another key does not open", func(t *testing.T, e *env) {
+		m := e.newManager()
 		a, b := newSession(t, time.Now()), newSession(t, time.Now())
 		e.create(m, web, a)
 		refB := e.create(m, web, b)
@@ -849,10 +815,8 @@ func runManager(t *testing.T, newStore func(t *testing.T) Backend) {
 		e.wantLoadErr(m, web, refB, sessions.ErrInvalidRef)
 	})
 
-	t.Run("put once take once", func(t *testing.T) {
-		t.Parallel()
-		e := newEnv(t, newStore)
-		m := e.manager([]sessions.KeyPair{newKeyPair(t)}, nil, 0)
+	parallel(t, newStore, "put once take once", func(t *testing.T, e *env) {
+		m := e.newManager()
 		id, value := "code-"+randHex(t, 16), []byte("handoff-"+randHex(t, 16))
 		if err := m.PutOnce(t.Context(), "handoff", id, value, time.Minute); err != nil {
 			t.Fatalf("PutOnce: %v", err)
@@ -885,9 +849,7 @@ func runManager(t *testing.T, newStore func(t *testing.T) Backend) {
 		}
 	})
 
-	t.Run("seal open", func(t *testing.T) {
-		t.Parallel()
-		e := newEnv(t, newStore)
+	parallel(t, newStore, "seal open", func(t *testing.T, e *env) {
 		var c clock
 		oldKey, newKey := newKeyPair(t), newKeyPair(t)
 		m := e.manager([]sessions.KeyPair{newKey, oldKey}, c.Now, 0)
