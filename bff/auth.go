@@ -292,12 +292,15 @@ func (b *BFF) user(c echo.Context) error {
 	return c.JSON(http.StatusOK, body)
 }
 
-// sessionExpiresIn is the idle window just renewed by this request, capped
-// by the absolute timeout.
+// sessionExpiresIn is how long the session lives if it is not used again:
+// the store's expiry as this request left it (idle window, capped by the
+// absolute timeout).
 func (b *BFF) sessionExpiresIn(s *sessions.Session) time.Duration {
 	left := s.AbsoluteExpiry.Sub(b.now())
-	if s.IdleTimeout > 0 && s.IdleTimeout < left {
-		left = s.IdleTimeout
+	if exp := s.ExpiresAt(); !exp.IsZero() {
+		left = min(left, exp.Sub(b.now()))
+	} else if s.IdleTimeout > 0 {
+		left = min(left, s.IdleTimeout)
 	}
 	return max(left, 0)
 }
