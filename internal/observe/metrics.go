@@ -7,7 +7,6 @@
 package observe
 
 import (
-	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -124,8 +123,11 @@ func StatusClass(status int) string {
 	if status < 100 || status > 599 {
 		return "other"
 	}
-	return strconv.Itoa(status/100) + "xx"
+	return statusClasses[status/100-1]
 }
+
+// statusClasses avoids building the label string on every request.
+var statusClasses = [...]string{"1xx", "2xx", "3xx", "4xx", "5xx"}
 
 // Request records one served request.
 func (m *Metrics) Request(frontend, route string, status int, d time.Duration) {
