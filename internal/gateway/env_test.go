@@ -364,3 +364,30 @@ func (e *env) instance() string {
 // withGatewayOptions passes o to gateway.New (for instance a Logger that
 // writes to a buffer the test reads).
 func withGatewayOptions(o gateway.Options) envOption { return func(e *env) { e.gwOpts = o } }
+
+// burst sends n concurrent API GETs with the CSRF header, request i to
+// urlFor(i), and returns their statuses (0 for a transport error, which is
+// also reported).
+func (b *browser) burst(t testing.TB, n int, urlFor func(i int) string) []int {
+	t.Helper()
+	statuses := make([]int, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			req, _ := http.NewRequest(http.MethodGet, urlFor(i), nil)
+			req.Header.Set("X-Csrf", "1")
+			resp, err := b.Client.Do(req)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			statuses[i] = resp.StatusCode
+		}()
+	}
+	wg.Wait()
+	return statuses
+}

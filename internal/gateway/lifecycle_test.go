@@ -93,30 +93,13 @@ func TestConcurrentRefreshHappensOnceAcrossInstances(t *testing.T) {
 	before := e.session("web", b.cookie("bff-web").Value)
 	waitUntilDue()
 
-	const n = 50
-	var wg sync.WaitGroup
-	statuses := make([]int, n)
-	for i := range n {
+	statuses := b.burst(t, 50, func(i int) string {
 		base := e.public
 		if i%2 == 1 {
 			base = second
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			req, _ := http.NewRequest(http.MethodGet, base+"/web/api/orders/"+strconv.Itoa(i), nil)
-			req.Header.Set("X-Csrf", "1")
-			resp, err := b.Client.Do(req)
-			if err != nil {
-				t.Error(err)
-				return
-			}
-			io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			statuses[i] = resp.StatusCode
-		}()
-	}
-	wg.Wait()
+		return base + "/web/api/orders/" + strconv.Itoa(i)
+	})
 	for i, st := range statuses {
 		if st != http.StatusOK {
 			t.Errorf("request %d: status %d", i, st)

@@ -606,23 +606,7 @@ func TestRefreshAndBackchannelMetrics(t *testing.T) {
 	// Concurrent requests of one session share one refresh.
 	modes.mode.Store("slow")
 	const n = 10
-	var wg sync.WaitGroup
-	statuses := make([]int, n)
-	for i := range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			req, _ := http.NewRequest(http.MethodGet, e.public+"/web/api/orders/1", nil)
-			req.Header.Set("X-Csrf", "1")
-			resp, err := b.Client.Do(req)
-			if err != nil {
-				return
-			}
-			resp.Body.Close()
-			statuses[i] = resp.StatusCode
-		}()
-	}
-	wg.Wait()
+	statuses := b.burst(t, n, func(int) string { return e.public + "/web/api/orders/1" })
 	for i, s := range statuses {
 		if s != http.StatusOK {
 			t.Fatalf("request %d: status %d", i, s)
