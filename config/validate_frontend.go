@@ -1,0 +1,175 @@
+package config
+
+import (
+	"fmt"
+	"net/url"
+	"regexp"
+	"slices"
+	"strings"
+)
+
+const msgNoFrontends = "no frontend configured: add *.yaml files to frontends_dir or list frontends inline"
+
+var nameRE = regexp.MustCompile(`^[a-z0-9-]+$`)
+
+// reservedAuthParams are the authorize parameters the gateway sets itself;
+// letting auth_params replace them would undo PKCE, state or nonce.
+var reservedAuthParams = []string{
+	"client_id", "code_challenge", "code_challenge_method", "nonce", "redirect_uri",
+	"request", "request_uri", "response_mode", "response_type", "scope", "state",
+}
+
+func (v *validator) frontends() {
+	c := v.c
+	if len(c.Frontends) == 0 {
+		v.add(c.Path, "frontends", msgNoFrontends)
+		return
+	}
+	ws := make([]where, len(c.Frontends))
+	for i := range c.Frontends {
+		f := &c.Frontends[i]
+		ws[i] = where{v: v, file: f.Source}
+		if f.Source == "" {
+			ws[i].file = c.Path
+		}
+		if ws[i].file == c.Path {
+			ws[i].prefix = fmt.Sprintf("frontends[%d].", i)
+		}
+		v.frontend(ws[i], f)
+	}
+	v.acrossFrontends(ws)
+}
+
+func (v *validator) frontend(w where, f *Frontend) {
+	c := v.c
+	switch {
+	case f.Name == "":
+		w.errorf("name", "is required")
+	case !nameRE.MatchString(f.Name):
+		w.errorf("name", "%q must match [a-z0-9-]+", f.Name)
+	}
+	mobile := f.Kind == KindMobile
+	if f.Kind != KindSPA && !mobile {
+		w.errorf("kind", "must be spa or mobile, not %q", f.Kind)
+	}
+	if f.Mount == "" {
+		w.errorf("mount", "is required: the path prefix this frontend owns, such as /web (or /)")
+	} else if msg := checkCleanPath(f.Mount); msg != "" {
+		w.errorf("mount", "%s", msg)
+	}
+	if f.Host != "" {
+		if u, err := url.Parse("http://" + f.Host); err != nil || u.Host != f.Host || u.Hostname() == "" {
+			w.errorf("host", "must be a host name such as app.example.com, without scheme or path")
+		}
+	}
+
+	v.oidc(w, &f.OIDC)
+
+	switch f.Cookie.SameSite {
+	case "strict", "lax":
+	default:
+		w.errorf("cookie.same_site", "must be strict or lax, not %q", f.Cookie.SameSite)
+	}
+	name := f.Cookie.Name
+	lower := strings.ToLower(name)
+	switch {
+	case !isToken(name):
+		w.errorf("cookie.name", "%q is not a valid cookie name", name)
+	case strings.HasPrefix(lower, "__host-") && !c.Secure():
+		w.errorf("cookie.name", "the __Host- prefix needs an https server.public_url")
+	case strings.HasPrefix(lower, "__secure-") && !c.Secure():
+		w.errorf("cookie.name", "the __Secure- prefix needs an https server.public_url")
+	}
+
+	// An override equal to the global value was filled in by ApplyDefaults;
+	// a problem with it is reported once, under sessions.
+	ss := &c.Sessions
+	if f.Session.IdleTimeout != ss.IdleTimeout {
+		v.positive(w.file, w.prefix+"session.idle_timeout", f.Session.IdleTimeout)
+	}
+	if f.Session.AbsoluteTimeout != ss.AbsoluteTimeout {
+		v.positive(w.file, w.prefix+"session.absolute_timeout", f.Session.AbsoluteTimeout)
+	}
+	if f.Session != (SessionOverrides{ss.IdleTimeout, ss.AbsoluteTimeout}) &&
+		f.Session.AbsoluteTimeout > 0 && f.Session.IdleTimeout > f.Session.AbsoluteTimeout {
+		w.errorf("session.idle_timeout", "(%s) must not exceed session.absolute_timeout (%s)", shortDuration(f.Session.IdleTimeout), shortDuration(f.Session.AbsoluteTimeout))
+	}
+
+	// Values that ApplyDefaults derived from a bad mount are reported once, as
+	// the mount.
+	derived := ""
+	if checkCleanPath(f.Mount) != "" {
+		derived = f.MountPath("/")
+	}
+	for _, kv := range [...]struct{ key, val string }{{"after_login", f.AfterLogin}, {"after_logout", f.AfterLogout}} {
+		if kv.val == derived {
+			continue
+		}
+		if msg := checkRedirect(kv.val, mobile); msg != "" {
+			w.errorf(kv.key, "%s", msg)
+		}
+	}
+	if mobile && len(f.ReturnTo) == 0 {
+		w.errorf("return_to", "a mobile frontend must list at least one app redirect URI, such as com.example.app:/callback")
+	}
+	for i, r := range f.ReturnTo {
+		var msg string
+		switch {
+		case r == derived:
+		case mobile:
+			msg = checkAppURI(r)
+		default:
+			msg = checkLocalPath(r)
+		}
+		if msg != "" {
+			w.errorf(fmt.Sprintf("return_to[%d]", i), "%s", msg)
+		}
+	}
+
+	for i, o := range f.CORS.AllowedOrigins {
+		msg := ""
+		if o == "*" {
+			msg = `"*" is not allowed: credentialed requests need each origin listed`
+		} else {
+			msg = checkOrigin(o, c.Server.AllowInsecureHTTP)
+		}
+		if msg != "" {
+			w.errorf(fmt.Sprintf("cors.allowed_origins[%d]", i), "%s", msg)
+		}
+	}
+
+	v.routes(w, f)
+	v.aggregates(w, f)
+}
+
+func (v *validator) oidc(w where, o *OIDC) {
+	if o.Issuer == "" {
+		w.errorf("oidc.issuer", "is required")
+	} else if msg := checkHTTPURL(o.Issuer); msg != "" {
+		w.errorf("oidc.issuer", "%s", msg)
+	} else if u, _ := url.Parse(o.Issuer); u.Scheme == "http" && !v.c.Server.AllowInsecureHTTP && !isLoopback(u.Hostname()) {
+		w.errorf("oidc.issuer", "must use https; http is only for loopback hosts, or with server.allow_insecure_http for development")
+	}
+	if o.ClientID == "" {
+		w.errorf("oidc.client_id", "is required")
+	}
+	if o.ClientSecret == "" {
+		w.errorf("oidc.client_secret", "is required: every BFF is a confidential client")
+	}
+	if !slices.Contains(o.Scopes, "openid") {
+		w.errorf("oidc.scopes", `must include "openid"`)
+	}
+	for i, s := range o.Scopes {
+		if !isScopeToken(s) {
+			w.errorf(fmt.Sprintf("oidc.scopes[%d]", i), "%q is not a single scope (no spaces or quotes)", s)
+		}
+	}
+	for _, k := range sortedKeys(o.AuthParams) {
+		switch {
+		case k == "":
+			w.errorf("oidc.auth_params", "has an empty parameter name")
+		case slices.Contains(reservedAuthParams, k):
+			w.errorf("oidc.auth_params."+k, "is set by the gateway and cannot be overridden")
+		}
+	}
+}
