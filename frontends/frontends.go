@@ -31,6 +31,8 @@ type entry struct {
 	host string // lower-case, no port; "" matches any host
 	base string // mount without trailing slash; "" for "/"
 	bff  *bff.BFF
+	// routes are the frontend's route prefixes, for the case check.
+	routes routeSet
 }
 
 type table struct{ entries []entry }
@@ -90,10 +92,16 @@ func build(fes []config.Frontend, deps bff.Deps) (*table, error) {
 		if err != nil {
 			return nil, err
 		}
+		base := strings.TrimSuffix(fe.Mount, "/")
+		prefixes := make([]string, len(fe.Routes))
+		for i, rt := range fe.Routes {
+			prefixes[i] = base + strings.TrimSuffix(rt.Prefix, "/")
+		}
 		t.entries = append(t.entries, entry{
-			host: strings.ToLower(fe.Host),
-			base: strings.TrimSuffix(fe.Mount, "/"),
-			bff:  b,
+			host:   strings.ToLower(fe.Host),
+			base:   base,
+			bff:    b,
+			routes: newRouteSet(prefixes),
 		})
 	}
 	// Host-specific frontends before host-agnostic ones, then longest mount
@@ -109,7 +117,7 @@ func build(fes []config.Frontend, deps bff.Deps) (*table, error) {
 }
 
 func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
-	if err := checkPath(req); err != nil {
+	if err := checkPath(req.URL); err != nil {
 		httperr.Write(w, err)
 		return
 	}
@@ -138,35 +146,13 @@ func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 			continue
 		}
 		if e.base == "" || path == e.base || strings.HasPrefix(path, e.base+"/") {
+			if e.routes.shadowed(path) {
+				httperr.Write(w, badPath("this path names a more specific route when compared without regard to case; use the route's exact spelling"))
+				return
+			}
 			e.bff.ServeHTTP(w, req)
 			return
 		}
 	}
 	httperr.Write(w, httperr.New(http.StatusNotFound, httperr.CodeNotFound, "no frontend is mounted at this path"))
-}
-
-// checkPath refuses paths whose meaning differs between us and an upstream:
-// dot-segments (also percent-encoded, which Path has decoded), encoded
-// slashes and backslashes. Rejecting beats cleaning: a cleaned path could
-// land on a route the client did not name.
-func checkPath(req *http.Request) *httperr.Error {
-	if !strings.HasPrefix(req.URL.Path, "/") {
-		return httperr.New(http.StatusBadRequest, httperr.CodeBadRequest, "the request path must be absolute")
-	}
-	raw := strings.ToLower(req.URL.RawPath)
-	if strings.Contains(raw, "%2f") || strings.Contains(raw, "%5c") ||
-		strings.ContainsAny(req.URL.Path, "\\\x00") {
-		return httperr.New(http.StatusBadRequest, httperr.CodeBadRequest, "encoded slashes and backslashes are not allowed in paths")
-	}
-	for _, seg := range strings.Split(req.URL.Path, "/") {
-		// Tomcat, Jetty and Spring read "..;x" as "..": path parameters
-		// must not smuggle a dot-segment past us.
-		if i := strings.IndexByte(seg, ';'); i >= 0 {
-			seg = seg[:i]
-		}
-		if seg == "." || seg == ".." {
-			return httperr.New(http.StatusBadRequest, httperr.CodeBadRequest, "dot-segments are not allowed in paths")
-		}
-	}
-	return nil
 }

@@ -1,0 +1,206 @@
+package gateway_test
+
+import (
+	"bufio"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/bffgate/bffgate/config"
+)
+
+// lenientUpstream routes like the frameworks the security review attacked
+// (issue 8 item 1): Tomcat and Jetty read ";x" as a path parameter and merge
+// "//"; IIS and Windows servers drop a segment's trailing dots and spaces;
+// Express routes without regard to case; a service behind a second decoding
+// hop decodes twice. One service behind the routes /api/v1 (anyone),
+// /api/v1/admin (roles: admin) and /api/v1/ro (GET only) records what its
+// admin handler and its read-only resource were asked to do.
+type lenientUpstream struct {
+	*httptest.Server
+	mu       sync.Mutex
+	admin    []string // raw paths that reached the admin handler
+	roWrites []string // raw "METHOD path" that changed the read-only resource
+	other    []string
+}
+
+func newLenientUpstream(t *testing.T) *lenientUpstream {
+	u := &lenientUpstream{}
+	u.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		raw := r.URL.EscapedPath()
+		p := lenientPath(raw)
+		u.mu.Lock()
+		defer u.mu.Unlock()
+		switch {
+		case p == "/api/v1/admin" || strings.HasPrefix(p, "/api/v1/admin/"):
+			u.admin = append(u.admin, raw)
+		case (p == "/api/v1/ro" || strings.HasPrefix(p, "/api/v1/ro/")) && r.Method != http.MethodGet:
+			u.roWrites = append(u.roWrites, r.Method+" "+raw)
+		default:
+			u.other = append(u.other, raw)
+		}
+		_, _ = w.Write([]byte("ok"))
+	}))
+	t.Cleanup(u.Close)
+	return u
+}
+
+// lenientPath is the path such a framework routes on.
+func lenientPath(raw string) string {
+	p := raw
+	for range 2 { // a second decoding hop
+		if d, err := url.PathUnescape(p); err == nil {
+			p = d
+		}
+	}
+	var segs []string
+	for _, s := range strings.Split(p, "/") {
+		s, _, _ = strings.Cut(s, ";")    // Tomcat path parameters
+		s = strings.TrimRight(s, ". \t") // IIS trailing dots and spaces
+		if s != "" {                     // merged "//"
+			segs = append(segs, strings.ToLower(s)) // Express: case-insensitive
+		}
+	}
+	return "/" + strings.Join(segs, "/")
+}
+
+func (u *lenientUpstream) hits() (admin, roWrites, other []string) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return append([]string(nil), u.admin...), append([]string(nil), u.roWrites...), append([]string(nil), u.other...)
+}
+
+// rawRequest sends a request line exactly as given (Go's client would
+// re-encode some spellings) with the session cookie and X-CSRF, and
+// returns the status.
+func rawRequest(t *testing.T, addr, method, target, cookie string, extra ...string) int {
+	t.Helper()
+	conn, err := net.DialTimeout("tcp", addr, 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+	req := method + " " + target + " HTTP/1.1\r\nHost: " + addr + "\r\nX-CSRF: 1\r\nCookie: bff-web=" + cookie + "\r\n"
+	for _, h := range extra {
+		req += h + "\r\n"
+	}
+	req += "Connection: close\r\n\r\n"
+	if _, err := conn.Write([]byte(req)); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+func withNestedRoutes(up string) envOption {
+	return withConfig(func(c *config.Config) {
+		c.Frontends[0].Routes = append(c.Frontends[0].Routes,
+			config.Route{Prefix: "/api/v1", Upstream: up},
+			config.Route{Prefix: "/api/v1/admin", Upstream: up, Require: config.Require{Claims: map[string][]string{"roles": {"admin"}}}},
+			config.Route{Prefix: "/api/v1/ro", Upstream: up, Methods: []string{"GET"}},
+		)
+	})
+}
+
+// Issue 8 item 1: no spelling of a path lets a user without the admin role
+// reach the admin handler of an upstream that normalises paths like Tomcat,
+// IIS or Express, nor write to a GET-only route. The gateway refuses every
+// spelling whose meaning differs between it and such an upstream (400)
+// before routing; the upstream serves exactly what was authorized.
+func TestPathSpellingsNeverReachNestedRouteOfLenientUpstream(t *testing.T) {
+	up := newLenientUpstream(t)
+	e := newEnv(t, withNestedRoutes(up.URL))
+	plain := e.browser()
+	plain.login("/web", plainUser)
+	ref := plain.cookie("bff-web").Value
+	addr := strings.TrimPrefix(e.public, "http://")
+
+	refused := []struct{ method, target string }{
+		{"GET", "/web/api/v1/admin;x/users"},
+		{"GET", "/web/api/v1/admin;/users"},
+		{"GET", "/web/api/v1/admin%3bx/users"},
+		{"GET", "/web/api/v1/admin%3Bx/users"},
+		{"GET", "/web;x/api/v1/admin/users"},
+		{"GET", "/web/api/v1//admin/users"},
+		{"GET", "/web/api//v1/admin/users"},
+		{"GET", "/web//api/v1/admin/users"},
+		{"GET", "/web/api/v1/admin./users"},
+		{"GET", "/web/api/v1/admin%2e/users"},
+		{"GET", "/web/api/v1/admin%20/users"},
+		{"GET", "/web/api/v1/admin%09/users"},
+		{"GET", "/web/api/v1/admin.%20./users"},
+		{"GET", "/web/api/v1/admin."},
+		{"GET", "/web/api/v1/%2561dmin/users"},
+		{"GET", "/web/api/v1/%252561dmin/users"},
+		{"GET", "/web/api/v1/adm%2549n/users"},
+		{"GET", "/web/api/v1/Admin/users"},
+		{"GET", "/web/api/v1/ADMIN"},
+		{"GET", "/web/api/v1/adm%49n/users"},
+		{"GET", "/web/API/V1/admin/users"},
+		{"DELETE", "/web/api/v1/ro;x/7"},
+		{"DELETE", "/web/api/v1/ro%3b/7"},
+		{"DELETE", "/web/api/v1//ro/7"},
+		{"DELETE", "/web/api/v1/RO/7"},
+		{"DELETE", "/web/api/v1/ro./7"},
+		{"DELETE", "/web/api/v1/ro%20/7"},
+		{"DELETE", "/web/api/v1/%2572o/7"},
+	}
+	for _, c := range refused {
+		t.Run(c.method+" "+c.target, func(t *testing.T) {
+			if st := rawRequest(t, addr, c.method, c.target, ref); st != http.StatusBadRequest {
+				t.Errorf("status %d, want 400", st)
+			}
+		})
+	}
+	admin, roWrites, other := up.hits()
+	if len(admin) != 0 || len(roWrites) != 0 {
+		t.Fatalf("a user without admin reached the admin handler with %q and wrote to the read-only route with %q", admin, roWrites)
+	}
+	if len(other) != 0 {
+		t.Errorf("refused spellings reached the upstream: %q", other)
+	}
+
+	// The checks hold for the ordinary spellings, and ordinary paths pass:
+	// mixed case, dots and spaces inside a segment, a trailing slash.
+	allowed := []struct {
+		method, target string
+		status         int
+	}{
+		{"GET", "/web/api/v1/admin/users", http.StatusForbidden},
+		{"DELETE", "/web/api/v1/ro/7", http.StatusMethodNotAllowed},
+		{"GET", "/web/api/v1/ro/7", http.StatusOK},
+		{"GET", "/web/api/v1/Items/ABC", http.StatusOK},
+		{"GET", "/web/api/v1/admins", http.StatusOK},
+		{"GET", "/web/api/v1/v1.2/my%20file.txt", http.StatusOK},
+		{"GET", "/web/api/v1/items/", http.StatusOK},
+		{"GET", "/web/api/v1/100%25", http.StatusOK},
+	}
+	for _, c := range allowed {
+		if st := rawRequest(t, addr, c.method, c.target, ref); st != c.status {
+			t.Errorf("%s %s: status %d, want %d", c.method, c.target, st, c.status)
+		}
+	}
+	if admin, roWrites, other := up.hits(); len(admin) != 0 || len(roWrites) != 0 || len(other) != 6 {
+		t.Errorf("after the ordinary paths: admin %q, read-only writes %q, others %q (want 6 others)", admin, roWrites, other)
+	}
+
+	// The admin, whom the route allows, reaches the admin handler.
+	adm := e.browser()
+	adm.login("/web", e.admin())
+	if st := rawRequest(t, addr, "GET", "/web/api/v1/admin/users", adm.cookie("bff-web").Value); st != http.StatusOK {
+		t.Fatalf("admin: status %d", st)
+	}
+	if admin, _, _ := up.hits(); len(admin) != 1 || admin[0] != "/api/v1/admin/users" {
+		t.Errorf("the admin handler saw %q, want exactly /api/v1/admin/users", admin)
+	}
+}
