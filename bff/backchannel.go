@@ -12,6 +12,7 @@ import (
 	"github.com/go-jose/go-jose/v4"
 	"github.com/labstack/echo/v4"
 
+	"github.com/bffgate/bffgate/bff/httperr"
 	"github.com/bffgate/bffgate/sessions"
 )
 
@@ -21,6 +22,17 @@ const (
 	// cache keeps ids at least this long, so a replay is always caught.
 	logoutTokenMaxAge = 10 * time.Minute
 	clockSkew         = 2 * time.Minute
+	// maxLogoutTokenBody caps what an anonymous caller can make us read; a
+	// logout token is well under 2 KiB.
+	maxLogoutTokenBody = 16 << 10
+)
+
+var (
+	errLogoutBodyTooLarge = httperr.New(http.StatusRequestEntityTooLarge, httperr.CodeTooLarge,
+		"a back-channel logout request is at most 16 KiB")
+	// errInvalidLogoutToken is the one answer to every bad token.
+	errInvalidLogoutToken = badRequest("invalid logout_token")
+	errProviderMetadata   = errors.New("provider metadata unavailable")
 )
 
 // signingAlgs are the JWS algorithms a provider may sign logout tokens with.
@@ -43,7 +55,16 @@ type logoutClaims struct {
 // the logout token, then end every session of this frontend that it names.
 func (b *BFF) backchannelLogout(c echo.Context) error {
 	r := c.Request()
+	// Anyone may post here: refuse a large body before reading it, and stop
+	// reading a chunked one at the cap.
+	if r.ContentLength > maxLogoutTokenBody {
+		return errLogoutBodyTooLarge
+	}
+	r.Body = http.MaxBytesReader(c.Response(), r.Body, maxLogoutTokenBody)
 	if err := r.ParseForm(); err != nil {
+		if tooLarge := (*http.MaxBytesError)(nil); errors.As(err, &tooLarge) {
+			return errLogoutBodyTooLarge
+		}
 		return badRequest("the body must be application/x-www-form-urlencoded with logout_token")
 	}
 	raw := r.PostForm.Get("logout_token")
@@ -52,15 +73,22 @@ func (b *BFF) backchannelLogout(c echo.Context) error {
 	}
 	claims, err := b.verifyLogoutToken(c, raw)
 	if err != nil {
+		// The cause stays in the log: it may name the provider's address or
+		// a network error, and it would teach a forger what to fix.
 		b.log.WarnContext(r.Context(), "back-channel logout refused", "error", err)
-		return badRequest("invalid logout_token: " + err.Error())
+		if errors.Is(err, errKeysUnavailable) || errors.Is(err, errProviderMetadata) {
+			return httperr.New(http.StatusServiceUnavailable, httperr.CodeProviderUnavailable,
+				"the logout token cannot be checked now: the identity provider's keys are unavailable; retry later")
+		}
+		return errInvalidLogoutToken
 	}
 	ctx := r.Context()
 	// Remember the jti before acting so a concurrent replay on another
 	// instance is refused too.
 	if err := b.deps.Sessions.PutOnce(ctx, "jti:"+b.fe.Name, claims.JTI, []byte{1}, logoutTokenMaxAge+2*clockSkew); err != nil {
 		if errors.Is(err, sessions.ErrExists) {
-			return badRequest("invalid logout_token: this jti was already used")
+			b.log.WarnContext(ctx, "back-channel logout refused", "error", "jti already used")
+			return errInvalidLogoutToken
 		}
 		return storeDown(err)
 	}
@@ -92,7 +120,7 @@ func (b *BFF) verifyLogoutToken(c echo.Context, raw string) (*logoutClaims, erro
 	}
 	meta, err := b.provider.get(c.Request().Context())
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w: %w", errProviderMetadata, err)
 	}
 	// Signature, iss and aud as for an ID token; exp is checked below
 	// because early drafts made it optional.

@@ -84,8 +84,10 @@ func (p *providerLoader) fetch(ctx context.Context) (*providerMeta, error) {
 		return nil, err
 	}
 	var extra struct {
-		EndSession string `json:"end_session_endpoint"`
-		Revocation string `json:"revocation_endpoint"`
+		EndSession string   `json:"end_session_endpoint"`
+		Revocation string   `json:"revocation_endpoint"`
+		JWKS       string   `json:"jwks_uri"`
+		Algs       []string `json:"id_token_signing_alg_values_supported"`
 	}
 	if err := prov.Claims(&extra); err != nil {
 		return nil, fmt.Errorf("discovery document: %w", err)
@@ -100,9 +102,12 @@ func (p *providerLoader) fetch(ctx context.Context) (*providerMeta, error) {
 			RedirectURL:  p.redirectURL,
 			Scopes:       p.scopes,
 		},
-		verifier:       prov.Verifier(cfg),
-		logoutVerifier: prov.Verifier(&oidc.Config{ClientID: p.clientID, Now: p.now, SkipExpiryCheck: true}),
-		endSession:     extra.EndSession,
-		revocation:     extra.Revocation,
+		verifier: prov.Verifier(cfg),
+		// Anyone can post a logout token: its key set refetches rarely
+		// (limitedKeySet), unlike the ID tokens' RemoteKeySet.
+		logoutVerifier: oidc.NewVerifier(p.issuer, newLimitedKeySet(extra.JWKS, p.client, p.now),
+			&oidc.Config{ClientID: p.clientID, Now: p.now, SkipExpiryCheck: true, SupportedSigningAlgs: extra.Algs}),
+		endSession: extra.EndSession,
+		revocation: extra.Revocation,
 	}, nil
 }

@@ -85,28 +85,40 @@ func (m *Manager) unindex(ctx context.Context, id, frontend, sid, sub string) er
 	return errors.Join(errs...)
 }
 
-// EndSessions ends every session of frontend whose provider sid is sid (when
-// sid != ""), else every session of subject sub: back-channel logout. It
-// returns how many were live and ended by this call. Each record's Meta
-// (frontend, sid or sub) is checked before it is deleted, and index members
-// whose session is gone are pruned. A store error is returned as such, never
-// as "nothing to end".
+// EndSessions ends the sessions of frontend that a back-channel logout token
+// names: with sid, every session whose provider sid is sid; with sub, every
+// session of that subject, except that when sid is given too only the
+// subject's sessions that carry no sid are added (a provider that sends both
+// means one login, but a session made from an ID token without sid can only
+// be found by its subject). It returns how many were live and ended by this
+// call. Each record's Meta (frontend, sid or sub) is checked before it is
+// deleted, and index members whose session is gone are pruned. A store error
+// is returned as such, never as "nothing to end".
 func (m *Manager) EndSessions(ctx context.Context, frontend, sid, sub string) (int, error) {
 	if frontend == "" {
 		return 0, errors.New("sessions: end sessions: empty frontend")
 	}
-	f := Filter{Frontend: frontend}
-	switch {
-	case sid != "":
-		f.ProviderSID = sid
-	case sub != "":
-		f.Subject = sub
-	default:
+	if sid == "" && sub == "" {
 		return 0, errors.New("sessions: end sessions: neither sid nor sub given")
 	}
-	n, err := m.revoke(ctx, f)
-	if err != nil {
-		return n, fmt.Errorf("sessions: end sessions: %w", err)
+	n := 0
+	if sid != "" {
+		ended, err := m.revoke(ctx, Filter{Frontend: frontend, ProviderSID: sid}, nil)
+		n += ended
+		if err != nil {
+			return n, fmt.Errorf("sessions: end sessions: %w", err)
+		}
+	}
+	if sub != "" {
+		var only func(Meta) bool
+		if sid != "" {
+			only = func(meta Meta) bool { return meta.ProviderSID == "" }
+		}
+		ended, err := m.revoke(ctx, Filter{Frontend: frontend, Subject: sub}, only)
+		n += ended
+		if err != nil {
+			return n, fmt.Errorf("sessions: end sessions: %w", err)
+		}
 	}
 	return n, nil
 }
@@ -127,20 +139,24 @@ func (m *Manager) Find(ctx context.Context, f Filter) ([]Found, error) {
 // Revoke ends every session Find returns for f and returns how many were live
 // and ended by this call. Revoke(ctx, Filter{}) ends every session.
 func (m *Manager) Revoke(ctx context.Context, f Filter) (int, error) {
-	n, err := m.revoke(ctx, f)
+	n, err := m.revoke(ctx, f, nil)
 	if err != nil {
 		return n, fmt.Errorf("sessions: revoke: %w", err)
 	}
 	return n, nil
 }
 
-func (m *Manager) revoke(ctx context.Context, f Filter) (int, error) {
+// revoke ends the sessions f selects and, when only is non-nil, only says yes to.
+func (m *Manager) revoke(ctx context.Context, f Filter, only func(Meta) bool) (int, error) {
 	found, stale, err := m.find(ctx, f)
 	if err != nil {
 		return 0, err
 	}
 	n := 0
 	for _, s := range found {
+		if only != nil && !only(s.Meta) {
+			continue
+		}
 		// Take, not Delete: it tells whether the session was still there, so
 		// one that expired or was ended meanwhile is not counted.
 		_, err := m.store.Take(ctx, m.sessionKey(s.ID))

@@ -23,6 +23,7 @@ const (
 	CodeUpstreamUnavailable = "upstream_unavailable"
 	CodeUpstreamTimeout     = "upstream_timeout"
 	CodeSessionExpired      = "session_expired"
+	CodeProviderUnavailable = "provider_unavailable"
 	CodeInternal            = "internal_error"
 )
 

@@ -285,6 +285,25 @@ func runManagerIndexes(t *testing.T, newStore func(t *testing.T) Backend) {
 		}
 	})
 
+	// Back-Channel Logout with sid and sub, from a provider whose ID tokens
+	// carried no sid (the zitadel example OP): the sessions made from them
+	// have only a subject, and must end too.
+	parallel(t, newStore, "end sessions by sid and sub ends the subject's sessions without sid", func(t *testing.T, e *env) {
+		m := e.newManager()
+		sub := "user-" + randHex(t, 4)
+		bySID := sessionOf(t, "web", "another-sub", "sid-a")
+		noSID := sessionOf(t, "web", sub, "")
+		otherSID := sessionOf(t, "web", sub, "sid-b") // another login of the subject: stays
+		adminNoSID := sessionOf(t, "admin", sub, "")
+		all := []*sessions.Session{bySID, noSID, otherSID, adminNoSID}
+		for _, s := range all {
+			e.create(m, web, s)
+		}
+		e.endSessions(m, "web", "sid-a", sub, 2)
+		e.wantLive(m, map[string]bool{otherSID.ID(): true, adminNoSID.ID(): true}, all...)
+		wantMembers(t, e.store, indexKey(e.prefix, "web", "sub", sub), otherSID.ID())
+	})
+
 	parallel(t, newStore, "index keys", func(t *testing.T, e *env) {
 		m := e.newManager()
 		sub, sid := "alice@example.com", "provider-session-"+randHex(t, 4)
