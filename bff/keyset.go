@@ -50,7 +50,7 @@ func newLimitedKeySet(jwksURL string, client *http.Client, now func() time.Time)
 
 // VerifySignature implements oidc.KeySet.
 func (ks *limitedKeySet) VerifySignature(ctx context.Context, raw string) ([]byte, error) {
-	jws, err := jose.ParseSigned(raw, signingAlgs)
+	jws, err := jose.ParseSignedCompact(raw, signingAlgs)
 	if err != nil {
 		return nil, fmt.Errorf("malformed jwt: %w", err)
 	}

@@ -250,7 +250,7 @@ func TestBackchannelLogoutForgedTokensCauseAtMostOneJWKSFetch(t *testing.T) {
 	}
 	realKID := func() string {
 		tok := e.sign(e.logoutClaims("x"), "logout+jwt")
-		jws, err := jose.ParseSigned(tok, []jose.SignatureAlgorithm{jose.RS256})
+		jws, err := jose.ParseSignedCompact(tok, []jose.SignatureAlgorithm{jose.RS256})
 		if err != nil {
 			t.Fatal(err)
 		}
