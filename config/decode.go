@@ -5,7 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
+	"path/filepath"
 	"reflect"
 	"regexp"
 	"slices"
@@ -30,34 +30,45 @@ import (
 // so `max_body_bytes: ${MAX_BODY}` still decodes as a number. yaml.v3's
 // Decoder.KnownFields cannot be combined with that (it does not apply when
 // decoding a yaml.Node), so keyChecker does its job, with better messages.
-func decodeYAML(file string, data []byte, out any) (errs []error, ok, empty bool) {
+//
+// x expands references and enforces what the file may read; decodeYAML fills
+// in x.name for a frontend file from its literal name key. info records where
+// each key path is and which values were expanded.
+func decodeYAML(file string, data []byte, out any, x *expander) (info *fileInfo, errs []error, ok, empty bool) {
+	info = &fileInfo{lines: map[string]int{}, expanded: map[string]expansion{}}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	var doc yaml.Node
 	if err := dec.Decode(&doc); err != nil {
 		if errors.Is(err, io.EOF) {
-			return nil, true, true
+			return info, nil, true, true
 		}
-		return []error{yamlError(file, err, nil)}, false, false
+		return info, []error{yamlError(file, err, nil)}, false, false
 	}
 	var extra yaml.Node
 	switch err := dec.Decode(&extra); {
 	case errors.Is(err, io.EOF):
 	case err != nil:
-		return []error{yamlError(file, err, nil)}, false, false
+		return info, []error{yamlError(file, err, nil)}, false, false
 	default:
-		return []error{&Error{File: file, Line: extra.Line, Msg: "only one YAML document is allowed per file"}}, false, false
+		return info, []error{&Error{File: file, Line: extra.Line, Msg: "only one YAML document is allowed per file"}}, false, false
 	}
 	if len(doc.Content) == 0 {
-		return nil, true, true
+		return info, nil, true, true
 	}
 	switch root := doc.Content[0]; {
 	case isNull(root):
-		return nil, true, true
+		return info, nil, true, true
 	case root.Kind != yaml.MappingNode:
-		return []error{&Error{File: file, Line: root.Line, Msg: "must hold a mapping (key: value) at the top, not " + shapeName(root.Kind)}}, false, false
+		return info, []error{&Error{File: file, Line: root.Line, Msg: "must hold a mapping (key: value) at the top, not " + shapeName(root.Kind)}}, false, false
 	}
 
-	errs = expandNode(file, &doc, "", os.LookupEnv, errs)
+	if x.frontend {
+		x.name = literalName(doc.Content[0])
+		if x.name != "" {
+			x.root = filepath.Join(x.root, x.name)
+		}
+	}
+	errs = expandNode(file, &doc, "", x, info, errs)
 
 	kc := keyChecker{file: file, seen: map[seenKey]bool{}, lines: map[int]string{}}
 	kc.walk(&doc, reflect.TypeOf(out).Elem(), "")
@@ -67,15 +78,15 @@ func decodeYAML(file string, data []byte, out any) (errs []error, ok, empty bool
 		var te *yaml.TypeError
 		if errors.As(err, &te) {
 			for _, msg := range te.Errors {
-				errs = append(errs, typeError(file, msg, kc.lines))
+				errs = append(errs, info.hide(typeError(file, msg, kc.lines)))
 			}
 		} else {
-			errs = append(errs, yamlError(file, err, kc.lines))
+			errs = append(errs, info.hide(yamlError(file, err, kc.lines)))
 		}
 	}
 	// Three passes found these; read them in file order.
 	slices.SortStableFunc(errs, func(a, b error) int { return lineOf(a) - lineOf(b) })
-	return errs, true, false
+	return info, errs, true, false
 }
 
 func lineOf(err error) int {
@@ -124,26 +135,31 @@ func typeError(file, msg string, lines map[int]string) *Error {
 	return e
 }
 
-// expandNode expands environment references in every scalar under n, keys
-// included, each once (an alias is expanded where its anchor is defined).
-func expandNode(file string, n *yaml.Node, path string, lookup func(string) (string, bool), errs []error) []error {
+// expandNode expands references in every scalar under n, keys included, each
+// once (an alias is expanded where its anchor is defined), and records in
+// info the line of each key path and the text as written of each expanded
+// value.
+func expandNode(file string, n *yaml.Node, path string, x *expander, info *fileInfo, errs []error) []error {
 	switch n.Kind {
 	case yaml.DocumentNode, yaml.SequenceNode:
 		for i, c := range n.Content {
 			p := path
 			if n.Kind == yaml.SequenceNode {
 				p = fmt.Sprintf("%s[%d]", path, i)
+				info.line(p, c.Line)
 			}
-			errs = expandNode(file, c, p, lookup, errs)
+			errs = expandNode(file, c, p, x, info, errs)
 		}
 	case yaml.MappingNode:
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			k, v := n.Content[i], n.Content[i+1]
-			errs = expandNode(file, k, joinPath(path, k.Value), lookup, errs)
-			errs = expandNode(file, v, joinPath(path, k.Value), lookup, errs)
+			p := joinPath(path, k.Value)
+			info.line(p, k.Line)
+			errs = expandNode(file, k, p, x, info, errs)
+			errs = expandNode(file, v, p, x, info, errs)
 		}
 	case yaml.ScalarNode:
-		val, problems := expandEnv(n.Value, lookup)
+		val, problems := x.expand(n.Value, path)
 		for _, p := range problems {
 			errs = append(errs, &Error{File: file, Line: n.Line, Path: path, Msg: p})
 		}
@@ -154,6 +170,7 @@ func expandNode(file string, n *yaml.Node, path string, lookup func(string) (str
 			return errs
 		}
 		if val != n.Value {
+			info.expanded[path] = expansion{raw: n.Value, value: val}
 			n.Value = val
 			const literal = yaml.TaggedStyle | yaml.DoubleQuotedStyle | yaml.SingleQuotedStyle | yaml.LiteralStyle | yaml.FoldedStyle
 			if n.Style&literal == 0 {
@@ -162,6 +179,24 @@ func expandNode(file string, n *yaml.Node, path string, lookup func(string) (str
 		}
 	}
 	return errs
+}
+
+// literalName is the value of the top-level name key when it is written
+// without references, else "". Expansion in a frontend file depends on it, so
+// it cannot itself come from a variable.
+func literalName(root *yaml.Node) string {
+	if root.Kind != yaml.MappingNode {
+		return ""
+	}
+	for i := 0; i+1 < len(root.Content); i += 2 {
+		if k, v := root.Content[i], root.Content[i+1]; k.Value == "name" && v.Kind == yaml.ScalarNode {
+			if strings.Contains(v.Value, "$") || !nameRE.MatchString(v.Value) {
+				return ""
+			}
+			return v.Value
+		}
+	}
+	return ""
 }
 
 func joinPath(path, key string) string {

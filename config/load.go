@@ -25,23 +25,35 @@ func Load(path string) (*Config, error) {
 // Parse is Load with the main file's bytes already in hand; path still names
 // it in messages and anchors frontends_dir, which is read from disk.
 func Parse(path string, data []byte) (*Config, error) {
+	return parse(path, data, os.LookupEnv, nil)
+}
+
+// parse is Parse with the environment and the reader of ${file:} targets
+// given (nil: os.ReadFile with limits), so that tests and the fuzz target
+// control both.
+func parse(path string, data []byte, lookup func(string) (string, bool), readFile func(string) ([]byte, error)) (*Config, error) {
 	var c Config
-	errs, ok, _ := decodeYAML(path, data, &c)
+	dir := filepath.Dir(path)
+	main, errs, ok, _ := decodeYAML(path, data, &c, &expander{lookup: lookup, readFile: readFile, dir: dir})
 	if !ok {
 		return nil, errors.Join(errs...)
 	}
 	c.Path = path
+	c.src = map[string]*fileInfo{path: main}
 	for i := range c.Frontends {
 		c.Frontends[i].Source = path
 	}
 
 	lostFrontend := false
 	if c.FrontendsDir != "" {
-		dir := c.FrontendsDir
-		if !filepath.IsAbs(dir) {
-			dir = filepath.Join(filepath.Dir(path), dir)
+		// Frontend files are named by their path from here, like the main
+		// file, so every path check prints can be opened as it is.
+		fdir := c.FrontendsDir
+		if !filepath.IsAbs(fdir) {
+			fdir = filepath.Join(dir, fdir)
 		}
-		fronts, ferrs, dirErr := loadFrontendsDir(dir, filepath.Clean(c.FrontendsDir), path)
+		tmpl := expander{lookup: lookup, readFile: readFile, frontend: true, shared: c.FrontendEnv, mainFile: path}
+		fronts, ferrs, dirErr := loadFrontendsDir(fdir, path, tmpl, c.src)
 		if dirErr != nil {
 			errs = append(errs, &Error{File: path, Path: "frontends_dir", Msg: dirErr.Error()})
 			lostFrontend = true
@@ -78,8 +90,13 @@ func Parse(path string, data []byte) (*Config, error) {
 // ConfigMap leftovers). Each Frontend's Source is dir joined with the file
 // name. It neither applies defaults nor validates: put the result in a Config
 // and call ApplyDefaults and Validate. On any problem it returns no frontends.
-func LoadFrontendsDir(dir string) ([]Frontend, error) {
-	fronts, ferrs, err := loadFrontendsDir(dir, dir, "")
+//
+// The files' references are limited as SPEC section 4 says: their own
+// <NAME>_* variables and those in frontendEnv (the gateway file's
+// frontend_env).
+func LoadFrontendsDir(dir string, frontendEnv []string) ([]Frontend, error) {
+	tmpl := expander{lookup: os.LookupEnv, frontend: true, shared: frontendEnv, mainFile: "the gateway file"}
+	fronts, ferrs, err := loadFrontendsDir(dir, "", tmpl, map[string]*fileInfo{})
 	if err != nil {
 		return nil, err
 	}
@@ -96,10 +113,11 @@ type frontendErrs struct {
 	dropped int
 }
 
-// loadFrontendsDir reads dir, naming files display/<name> in messages and
-// Source, and skips the file skip (the main config, when frontends_dir is its
-// own directory). The returned error is about dir itself.
-func loadFrontendsDir(dir, display, skip string) ([]Frontend, frontendErrs, error) {
+// loadFrontendsDir reads dir, skipping the file skip (the main config, when
+// frontends_dir is its own directory), expanding each file with a copy of
+// tmpl and recording what it learnt about each file in src. The returned
+// error is about dir itself.
+func loadFrontendsDir(dir, skip string, tmpl expander, src map[string]*fileInfo) ([]Frontend, frontendErrs, error) {
 	var fe frontendErrs
 	entries, err := os.ReadDir(dir)
 	if err != nil {
@@ -107,7 +125,7 @@ func loadFrontendsDir(dir, display, skip string) ([]Frontend, frontendErrs, erro
 		if errors.As(err, &pe) {
 			err = pe.Err
 		}
-		return nil, fe, fmt.Errorf("cannot read directory %s: %w", display, err)
+		return nil, fe, fmt.Errorf("cannot read directory %s: %w", dir, err)
 	}
 	skipAbs := ""
 	if skip != "" {
@@ -121,7 +139,7 @@ func loadFrontendsDir(dir, display, skip string) ([]Frontend, frontendErrs, erro
 			continue
 		}
 		full := filepath.Join(dir, name)
-		source := filepath.Join(display, name)
+		source := full
 		if abs, _ := filepath.Abs(full); skipAbs != "" && abs == skipAbs {
 			continue
 		}
@@ -136,7 +154,10 @@ func loadFrontendsDir(dir, display, skip string) ([]Frontend, frontendErrs, erro
 			continue
 		}
 		var f Frontend
-		errs, ok, empty := decodeYAML(source, data, &f)
+		x := tmpl
+		x.dir, x.root = dir, dir
+		info, errs, ok, empty := decodeYAML(source, data, &f, &x)
+		src[source] = info
 		if empty {
 			errs = append(errs, &Error{File: source, Msg: "file is empty; a frontend file holds one frontend"})
 		}

@@ -10,61 +10,100 @@ import (
 // session store and, per frontend, where it is mounted, its client at the
 // provider, the URLs to register there, and every route and aggregate. It is
 // deterministic and never shows a secret (client secrets, cookie keys, Redis
-// password). Call it on a loaded (defaulted) Config.
+// password), nor any value that came from a variable or a file: those are
+// shown as written, such as ${ISSUER_URL}. Call it on a loaded (defaulted)
+// Config.
 func (c *Config) Summary() string {
 	var b strings.Builder
 	line := func(format string, args ...any) { fmt.Fprintf(&b, format+"\n", args...) }
+	main := c.info(c.Path)
+	sv := main.plain
 
 	line("config %s", c.Path)
-	line("server    %s  listen %s%s", c.Server.PublicURL, c.Server.Listen, prefixed("  admin ", c.Server.AdminListen))
+	line("server    %s  listen %s%s", sv("server.public_url", c.Server.PublicURL), sv("server.listen", c.Server.Listen),
+		prefixed("  admin ", sv("server.admin_listen", c.Server.AdminListen)))
 	line("sessions  %s  idle %s  absolute %s  refresh margin %s  cookie keys %d",
 		c.storeSummary(), shortDuration(c.Sessions.IdleTimeout), shortDuration(c.Sessions.AbsoluteTimeout),
 		shortDuration(c.Sessions.RefreshMargin), len(c.Sessions.CookieKeys))
 
-	origin := strings.TrimSuffix(c.Server.PublicURL, "/")
+	// Derived URLs (login, callback) are built from public_url and the mount;
+	// when either came from a variable, they show its reference instead.
+	origin := sv("server.public_url", strings.TrimSuffix(c.Server.PublicURL, "/"))
 	for i := range c.Frontends {
 		f := &c.Frontends[i]
-		host := f.Host
+		info, prefix := c.info(f.Source), ""
+		if f.Source == c.Path {
+			prefix = fmt.Sprintf("frontends[%d].", i)
+		}
+		fv := func(path, value string) string { return info.plain(prefix+path, value) }
+		host := fv("host", f.Host)
 		if host == "" {
 			host = "*"
 		}
-		line("")
-		line("frontend %s (%s)  host %s  mount %s  [%s]", f.Name, f.Kind, host, f.Mount, f.Source)
-		line("  oidc       %s  client_id %s  scopes %s%s", f.OIDC.Issuer, f.OIDC.ClientID, strings.Join(f.OIDC.Scopes, " "), authParams(f.OIDC.AuthParams))
-		line("  login      %s%s", origin, f.MountPath("/bff/login"))
-		line("  callback   %s%s", origin, f.MountPath("/bff/callback"))
-		line("  logout to  %s", redirectTarget(origin, f.AfterLogout))
-		line("  cookie     %s  SameSite=%s  idle %s  absolute %s", f.Cookie.Name, f.Cookie.SameSite,
-			shortDuration(f.Session.IdleTimeout), shortDuration(f.Session.AbsoluteTimeout))
-		line("  return_to  %s", strings.Join(f.ReturnTo, " "))
-		if len(f.CORS.AllowedOrigins) > 0 {
-			line("  cors       %s", strings.Join(f.CORS.AllowedOrigins, " "))
+		mount := fv("mount", f.Mount)
+		mountPath := func(rel string) string {
+			if mount != f.Mount {
+				return mount + rel
+			}
+			return f.MountPath(rel)
 		}
-		for _, r := range f.Routes {
+		params := make(map[string]string, len(f.OIDC.AuthParams))
+		for k, v := range f.OIDC.AuthParams {
+			params[k] = fv("oidc.auth_params."+k, v)
+		}
+		scopes := make([]string, len(f.OIDC.Scopes))
+		for j, s := range f.OIDC.Scopes {
+			scopes[j] = fv(fmt.Sprintf("oidc.scopes[%d]", j), s)
+		}
+		line("")
+		line("frontend %s (%s)  host %s  mount %s  [%s]", fv("name", f.Name), fv("kind", f.Kind), host, mount, f.Source)
+		line("  oidc       %s  client_id %s  scopes %s%s", fv("oidc.issuer", f.OIDC.Issuer), fv("oidc.client_id", f.OIDC.ClientID),
+			strings.Join(scopes, " "), authParams(params))
+		line("  login      %s%s", origin, mountPath("/bff/login"))
+		line("  callback   %s%s", origin, mountPath("/bff/callback"))
+		line("  logout to  %s", redirectTarget(origin, fv("after_logout", f.AfterLogout)))
+		line("  cookie     %s  SameSite=%s  idle %s  absolute %s", fv("cookie.name", f.Cookie.Name), fv("cookie.same_site", f.Cookie.SameSite),
+			shortDuration(f.Session.IdleTimeout), shortDuration(f.Session.AbsoluteTimeout))
+		line("  return_to  %s", strings.Join(listed(fv, "return_to", f.ReturnTo), " "))
+		if len(f.CORS.AllowedOrigins) > 0 {
+			line("  cors       %s", strings.Join(listed(fv, "cors.allowed_origins", f.CORS.AllowedOrigins), " "))
+		}
+		for j, r := range f.Routes {
+			p := fmt.Sprintf("routes[%d].", j)
 			methods := "ANY"
 			if len(r.Methods) > 0 {
-				methods = strings.Join(r.Methods, ",")
+				methods = strings.Join(listed(fv, p+"methods", r.Methods), ",")
 			}
 			strip := ""
 			if r.StripPrefix {
 				strip = " [strip]"
 			}
-			line("  route      %s %s -> %s%s token=%s%s timeout=%s", methods, f.MountPath(r.Prefix), r.Upstream, strip,
-				r.Token, requireSummary(r.Require), shortDuration(r.Timeout))
+			line("  route      %s %s -> %s%s token=%s%s timeout=%s", methods, mountPath(fv(p+"prefix", r.Prefix)), fv(p+"upstream", r.Upstream), strip,
+				fv(p+"token", r.Token), requireSummary(fv, p+"require.claims.", r.Require), shortDuration(r.Timeout))
 		}
-		for _, a := range f.Aggregates {
-			line("  aggregate  GET %s timeout=%s", f.MountPath(a.Path), shortDuration(a.Timeout))
+		for j, a := range f.Aggregates {
+			p := fmt.Sprintf("aggregates[%d].", j)
+			line("  aggregate  GET %s timeout=%s", mountPath(fv(p+"path", a.Path)), shortDuration(a.Timeout))
 			for _, name := range sortedKeys(a.Parts) {
-				p := a.Parts[name]
+				part, pp := a.Parts[name], p+"parts."+name+"."
 				req := ""
-				if p.Required {
+				if part.Required {
 					req = " (required)"
 				}
-				line("    %s -> %s%s%s", name, strings.TrimSuffix(p.Upstream, "/"), p.Path, req)
+				line("    %s -> %s%s%s", name, strings.TrimSuffix(fv(pp+"upstream", part.Upstream), "/"), fv(pp+"path", part.Path), req)
 			}
 		}
 	}
 	return b.String()
+}
+
+// listed applies fv to each element of the list at path.
+func listed(fv func(path, value string) string, path string, values []string) []string {
+	out := make([]string, len(values))
+	for i, v := range values {
+		out[i] = fv(fmt.Sprintf("%s[%d]", path, i), v)
+	}
+	return out
 }
 
 func (c *Config) storeSummary() string {
@@ -72,17 +111,36 @@ func (c *Config) storeSummary() string {
 	if c.Sessions.Store != "redis" {
 		return c.Sessions.Store
 	}
+	main := c.info(c.Path)
 	s := "redis"
 	if r.URL != "" {
-		if u, err := url.Parse(r.URL); err == nil {
+		if main.fromRef("sessions.redis.url") {
+			// As written, with a password redacted even there:
+			// "redis://:literal${X}@host" must not show "literal".
+			s += " " + redactUserinfo(main.plain("sessions.redis.url", r.URL))
+		} else if u, err := url.Parse(r.URL); err == nil {
 			s += " " + u.Redacted()
 		}
 	}
 	if len(r.Addrs) > 0 {
-		s += " addrs " + strings.Join(r.Addrs, ",")
+		s += " addrs " + strings.Join(listed(main.plain, "sessions.redis.addrs", r.Addrs), ",")
 	}
-	s += prefixed(" master ", r.MasterName)
-	return s + "  prefix " + r.KeyPrefix
+	s += prefixed(" master ", main.plain("sessions.redis.master_name", r.MasterName))
+	return s + "  prefix " + main.plain("sessions.redis.key_prefix", r.KeyPrefix)
+}
+
+// redactUserinfo masks the password in a URL as written, which url.Parse
+// may refuse because of the references in it.
+func redactUserinfo(raw string) string {
+	i, j := strings.Index(raw, "://"), strings.LastIndex(raw, "@")
+	if i < 0 || j < i {
+		return raw
+	}
+	user, _, ok := strings.Cut(raw[i+3:j], ":")
+	if !ok {
+		return raw
+	}
+	return raw[:i+3] + user + ":xxxxx" + raw[j:]
 }
 
 // redirectTarget shows where a path redirect lands; app URIs stay as they are.
@@ -93,13 +151,13 @@ func redirectTarget(origin, s string) string {
 	return s
 }
 
-func requireSummary(r Require) string {
+func requireSummary(fv func(path, value string) string, prefix string, r Require) string {
 	if len(r.Claims) == 0 {
 		return ""
 	}
 	parts := make([]string, 0, len(r.Claims))
 	for _, name := range sortedKeys(r.Claims) {
-		parts = append(parts, name+":"+strings.Join(r.Claims[name], "|"))
+		parts = append(parts, name+":"+strings.Join(listed(fv, prefix+name, r.Claims[name]), "|"))
 	}
 	return " require=" + strings.Join(parts, ",")
 }

@@ -17,10 +17,24 @@ type Config struct {
 	// Frontends may be given inline instead of (or in addition to)
 	// FrontendsDir; after Load the inline ones come first, then the files'.
 	Frontends []Frontend `yaml:"frontends"`
+	// FrontendEnv lists the environment variables that frontend files may
+	// read besides their own <NAME>_* ones (SPEC section 4), such as a
+	// shared ISSUER_URL. Inline frontends may read any variable.
+	FrontendEnv []string `yaml:"frontend_env"`
 
 	// Path is the file this config was loaded from ("" when built in code);
 	// messages about server, sessions and inline frontends name it.
 	Path string `yaml:"-"`
+
+	// src holds, per file name, the key path lines and expanded values that
+	// decoding found (nil for a Config built in code).
+	src map[string]*fileInfo
+}
+
+// info is what decoding learnt about file; nil (which answers "nothing")
+// for a Config built in code.
+func (c *Config) info(file string) *fileInfo {
+	return c.src[file]
 }
 
 // Server configures the listeners.

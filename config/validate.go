@@ -30,6 +30,7 @@ func (c *Config) problems() []*Error {
 	v := &validator{c: c}
 	v.server()
 	v.sessions()
+	v.frontendEnv()
 	v.frontends()
 	return v.errs
 }
@@ -53,6 +54,18 @@ type where struct {
 
 func (w where) errorf(path, format string, args ...any) {
 	w.v.add(w.file, w.prefix+path, format, args...)
+}
+
+// q quotes the value at path (relative to the frontend) for a message,
+// hiding it when it came from a variable or a file.
+func (w where) q(path, value string) string {
+	return w.v.q(w.file, w.prefix+path, value)
+}
+
+// q quotes the value at path in file for a message, hiding it when it came
+// from a variable or a file.
+func (v *validator) q(file, path, value string) string {
+	return v.c.info(file).show(path, value)
 }
 
 // String names the frontend's location in messages about another frontend.

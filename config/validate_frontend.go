@@ -46,11 +46,11 @@ func (v *validator) frontend(w where, f *Frontend) {
 	case f.Name == "":
 		w.errorf("name", "is required")
 	case !nameRE.MatchString(f.Name):
-		w.errorf("name", "%q must match [a-z0-9-]+", f.Name)
+		w.errorf("name", "%s must match [a-z0-9-]+", w.q("name", f.Name))
 	}
 	mobile := f.Kind == KindMobile
 	if f.Kind != KindSPA && !mobile {
-		w.errorf("kind", "must be spa or mobile, not %q", f.Kind)
+		w.errorf("kind", "must be spa or mobile, not %s", w.q("kind", f.Kind))
 	}
 	if f.Mount == "" {
 		w.errorf("mount", "is required: the path prefix this frontend owns, such as /web (or /)")
@@ -68,13 +68,13 @@ func (v *validator) frontend(w where, f *Frontend) {
 	switch f.Cookie.SameSite {
 	case "strict", "lax":
 	default:
-		w.errorf("cookie.same_site", "must be strict or lax, not %q", f.Cookie.SameSite)
+		w.errorf("cookie.same_site", "must be strict or lax, not %s", w.q("cookie.same_site", f.Cookie.SameSite))
 	}
 	name := f.Cookie.Name
 	lower := strings.ToLower(name)
 	switch {
 	case !isToken(name):
-		w.errorf("cookie.name", "%q is not a valid cookie name", name)
+		w.errorf("cookie.name", "%s is not a valid cookie name", w.q("cookie.name", name))
 	case strings.HasPrefix(lower, "__host-") && !c.Secure():
 		w.errorf("cookie.name", "the __Host- prefix needs an https server.public_url")
 	case strings.HasPrefix(lower, "__secure-") && !c.Secure():
@@ -161,7 +161,8 @@ func (v *validator) oidc(w where, o *OIDC) {
 	}
 	for i, s := range o.Scopes {
 		if !isScopeToken(s) {
-			w.errorf(fmt.Sprintf("oidc.scopes[%d]", i), "%q is not a single scope (no spaces or quotes)", s)
+			p := fmt.Sprintf("oidc.scopes[%d]", i)
+			w.errorf(p, "%s is not a single scope (no spaces or quotes)", w.q(p, s))
 		}
 	}
 	for _, k := range sortedKeys(o.AuthParams) {

@@ -14,7 +14,7 @@ func (v *validator) acrossFrontends(ws []where) {
 	for i := range fs {
 		for j := range i {
 			if fs[i].Name != "" && fs[i].Name == fs[j].Name {
-				ws[i].errorf("name", "%q is already used by %s", fs[i].Name, ws[j])
+				ws[i].errorf("name", "%s is already used by %s", ws[i].q("name", fs[i].Name), ws[j])
 				dupName[i] = true
 				break
 			}
@@ -32,7 +32,7 @@ func (v *validator) acrossFrontends(ws []where) {
 		for j := range i {
 			g := &fs[j]
 			if !dupName[i] && f.Cookie.Name == g.Cookie.Name && (f.Host == g.Host || f.Host == "" || g.Host == "") {
-				ws[i].errorf("cookie.name", "%q is already the cookie of frontend %q (%s)", f.Cookie.Name, g.Name, ws[j])
+				ws[i].errorf("cookie.name", "%s is already the cookie of frontend %q (%s)", ws[i].q("cookie.name", f.Cookie.Name), g.Name, ws[j])
 				break
 			}
 		}
@@ -71,4 +71,30 @@ func onHost(host string) string {
 // under reports whether path p is prefix or below it, on whole segments.
 func under(p, prefix string) bool {
 	return prefix == "/" || p == prefix || strings.HasPrefix(p, prefix+"/")
+}
+
+// frontendEnv checks the gateway file's frontend_env: variable names, and
+// none that the gateway file itself uses for cookie keys, which would hand
+// them to every frontend team.
+func (v *validator) frontendEnv() {
+	file := v.c.Path
+	info := v.c.info(file)
+	for i, name := range v.c.FrontendEnv {
+		p := fmt.Sprintf("frontend_env[%d]", i)
+		if !isEnvName(name) {
+			v.add(file, p, "%s is not an environment variable name", v.q(file, p, name))
+			continue
+		}
+		if info == nil {
+			continue
+		}
+		for k := range v.c.Sessions.CookieKeys {
+			for _, part := range []string{"hash", "block"} {
+				kp := fmt.Sprintf("sessions.cookie_keys[%d].%s", k, part)
+				if x, ok := info.expanded[kp]; ok && (strings.Contains(x.raw, "${"+name+"}") || strings.Contains(x.raw, "${"+name+":-")) {
+					v.add(file, p, "%s is used by %s: listing it would let every frontend file read the cookie keys", name, kp)
+				}
+			}
+		}
+	}
 }

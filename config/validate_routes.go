@@ -43,11 +43,12 @@ func (v *validator) routes(w where, f *Frontend) {
 		switch r.Token {
 		case TokenUser, TokenClient, TokenNone:
 		default:
-			w.errorf(p+".token", "must be user, client or none, not %q", r.Token)
+			w.errorf(p+".token", "must be user, client or none, not %s", w.q(p+".token", r.Token))
 		}
 		for j, m := range r.Methods {
 			if !isToken(m) {
-				w.errorf(fmt.Sprintf("%s.methods[%d]", p, j), "%q is not an HTTP method", m)
+				mp := fmt.Sprintf("%s.methods[%d]", p, j)
+				w.errorf(mp, "%s is not an HTTP method", w.q(mp, m))
 			}
 		}
 		if r.Timeout <= 0 {

@@ -30,7 +30,8 @@ func (v *validator) server() {
 		if _, err := netip.ParseAddr(p); err == nil {
 			continue
 		}
-		v.add(file, fmt.Sprintf("server.trusted_proxies[%d]", i), "%q is not an IP address or CIDR such as 10.0.0.0/8", p)
+		k := fmt.Sprintf("server.trusted_proxies[%d]", i)
+		v.add(file, k, "%s is not an IP address or CIDR such as 10.0.0.0/8", v.q(file, k, p))
 	}
 	v.positive(file, "server.shutdown_timeout", s.ShutdownTimeout)
 	if s.MaxBodyBytes <= 0 {

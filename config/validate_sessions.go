@@ -22,7 +22,7 @@ func (v *validator) sessions() {
 			v.add(file, "sessions.cookie_keys", "at least one key pair is required with the redis store: every instance must share the keys to open each other's cookies")
 		}
 	default:
-		v.add(file, "sessions.store", "must be memory or redis, not %q", ss.Store)
+		v.add(file, "sessions.store", "must be memory or redis, not %s", v.q(file, "sessions.store", ss.Store))
 	}
 	for i, k := range ss.CookieKeys {
 		p := fmt.Sprintf("sessions.cookie_keys[%d]", i)
@@ -64,7 +64,8 @@ func (v *validator) redis() {
 	}
 	for i, a := range r.Addrs {
 		if host, _, err := net.SplitHostPort(a); err != nil || host == "" || checkListen(a) != "" {
-			v.add(file, fmt.Sprintf("sessions.redis.addrs[%d]", i), "%q is not host:port, such as redis-0.redis:6379", a)
+			k := fmt.Sprintf("sessions.redis.addrs[%d]", i)
+			v.add(file, k, "%s is not host:port, such as redis-0.redis:6379", v.q(file, k, a))
 		}
 	}
 	if r.MasterName != "" && len(r.Addrs) == 0 {

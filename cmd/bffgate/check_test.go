@@ -76,3 +76,73 @@ func TestUsageErrors(t *testing.T) {
 		t.Errorf("version: %d %q", code, out.String())
 	}
 }
+
+// TestCheckNeverPrintsReferencedValues (issue 8 item 2): values that came from
+// a variable or a file appear nowhere in check's output, valid or not, even
+// where check shows the offending value of a bad key.
+func TestCheckNeverPrintsReferencedValues(t *testing.T) {
+	const envSecret, fileSecret, badValue = "env-s3cret-9f2c", "file-s3cret-77ab", "env-notanurl-41d0"
+	t.Setenv("WEB_CLIENT_SECRET", envSecret)
+	t.Setenv("WEB_UPSTREAM", badValue)
+	t.Setenv("BFF_COOKIE_HASH_KEY", strings.Repeat("A", 43))
+	dir := t.TempDir()
+	files := map[string]string{
+		"gateway.yaml": `server: {public_url: "https://app.example.com"}
+sessions:
+  cookie_keys: [{hash: "${BFF_COOKIE_HASH_KEY}", block: "${file:secrets/block}"}]
+frontends_dir: frontends
+`,
+		"secrets/block":           strings.Repeat("B", 43) + "\n",
+		"frontends/web/client_id": fileSecret + "\n",
+		"frontends/web.yaml": `name: web
+mount: /web
+oidc:
+  issuer: "https://idp.example.com"
+  client_id: "${file:web/client_id}"
+  client_secret: "${WEB_CLIENT_SECRET}"
+  auth_params: {ui_locales: "${WEB_CLIENT_SECRET}|${file:web/client_id}"}
+routes:
+  - prefix: /api
+    upstream: "http://orders.internal"
+`,
+	}
+	for name, body := range files {
+		p := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	secrets := []string{envSecret, fileSecret, badValue, strings.Repeat("A", 43), strings.Repeat("B", 43)}
+	for _, tt := range []struct {
+		name     string
+		upstream string
+		want     int
+	}{
+		{"valid", "http://orders.internal", exitOK},
+		{"invalid, the bad value from a variable", "${WEB_UPSTREAM}", exitFail},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			web := strings.Replace(files["frontends/web.yaml"], "http://orders.internal", tt.upstream, 1)
+			if err := os.WriteFile(filepath.Join(dir, "frontends/web.yaml"), []byte(web), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			var out, errb bytes.Buffer
+			code := run(context.Background(), []string{"check", "-config", filepath.Join(dir, "gateway.yaml")}, &out, &errb)
+			if code != tt.want {
+				t.Fatalf("exit %d, want %d\n%s%s", code, tt.want, out.String(), errb.String())
+			}
+			all := out.String() + errb.String()
+			for _, s := range secrets {
+				if strings.Contains(all, s) {
+					t.Errorf("check printed %q, a value from a variable or file:\n%s", s, all)
+				}
+			}
+			if tt.want == exitOK && !strings.Contains(all, "client_id ${file:web/client_id}") {
+				t.Errorf("check shows no reference as written:\n%s", all)
+			}
+		})
+	}
+}
