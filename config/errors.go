@@ -12,8 +12,9 @@ type Error struct {
 	// File is the file the problem is in: the main config path for server,
 	// sessions and inline frontends, the frontend's Source otherwise.
 	File string
-	// Line is the 1-based line in File when the problem was found while
-	// decoding; 0 for problems found by Validate, which sees only values.
+	// Line is the 1-based line in File: of the key, or for a missing key of
+	// the nearest enclosing one that is there. 0 when unknown: for
+	// Validate on a Config built in code, which has only values.
 	Line int
 	// Path is the key path within File, such as "routes[2].upstream"; "" when
 	// the problem is with the file as a whole.

@@ -77,6 +77,10 @@ func parse(path string, data []byte, lookup func(string) (string, bool), readFil
 		if underFailed(failed, e) || (lostFrontend && e.Msg == msgNoFrontends) {
 			continue
 		}
+		// Validate sees only values; decoding saw where each key is.
+		if e.Line == 0 {
+			e.Line = c.info(e.File).lineOf(e.Path)
+		}
 		errs = append(errs, e)
 	}
 	if len(errs) > 0 {

@@ -286,7 +286,7 @@ func TestParseEnv(t *testing.T) {
 			name:    "a value from a variable is never shown in a message",
 			env:     map[string]string{"BFF_T_PROXY": "10.0.0.0/8, 192.168.0.0/16 # all"},
 			yaml:    "  trusted_proxies: [\"${BFF_T_PROXY}\"]",
-			wantErr: `inline.yaml: server.trusted_proxies[0]: "${BFF_T_PROXY}" (value hidden) is not an IP address or CIDR such as 10.0.0.0/8`,
+			wantErr: `inline.yaml:3: server.trusted_proxies[0]: "${BFF_T_PROXY}" (value hidden) is not an IP address or CIDR such as 10.0.0.0/8`,
 		},
 		{
 			name:  "unset with default",
@@ -304,7 +304,7 @@ func TestParseEnv(t *testing.T) {
 		{
 			name:    "$$ escapes",
 			yaml:    "  listen: \"127.0.0.1:8080\"\n  admin_listen: \"$${BFF_T_UNSET}\"",
-			wantErr: "inline.yaml: server.admin_listen: must be host:port, such as 127.0.0.1:8080",
+			wantErr: "inline.yaml:4: server.admin_listen: must be host:port, such as 127.0.0.1:8080",
 		},
 		{
 			name:    "unset names variable, file, line and key",
