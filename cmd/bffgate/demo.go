@@ -22,7 +22,8 @@ const demoUsage = `usage:
         everything in one process: provider, services, page and gateway
   bffgate demo idp [-listen ADDR] [-issuer URL] [-public-url URL ...]
         only the demo OpenID provider; -public-url (repeatable) is a gateway
-        origin whose redirect URIs the demo clients (web-bff, app-bff) accept
+        origin: the demo clients (web-bff, app-bff) accept the callback of a
+        frontend at any mount under it, and any post-logout URI there
   bffgate demo services [-listen ADDR] [-issuer URL]
         the two demo services and the demo page on one listener:
         /orders/... (role user), /reports/... (role admin), /spa/... (the page)
@@ -205,11 +206,10 @@ func cmdDemoIDP(ctx context.Context, args []string, stdout, stderr io.Writer) in
 
   Issuer          %s
   Listening on    %s
-  Clients         %s, for the gateways at %s
   Users           %s / %s   (roles: admin, user)
                   %s / %s            (role: user)
-`, *issuer, ln.Addr(), strings.Join(demo.ClientIDs(), ", "), strings.Join(publicURLs, ", "),
-		demo.AdminUsername(*issuer), demo.Password, demo.UserUsername, demo.Password)
+`, *issuer, ln.Addr(), demo.AdminUsername(*issuer), demo.Password, demo.UserUsername, demo.Password)
+	printDemoClients(stdout, publicURLs)
 	return serveDemoPart(ctx, ln, idp, logger)
 }
 
@@ -247,20 +247,25 @@ func cmdDemoServices(ctx context.Context, args []string, stdout, stderr io.Write
 }
 
 // newDemoIDP is the demo provider with the demo's clients (web-bff, app-bff)
-// accepting the redirect URIs of every gateway origin in publicURLs.
+// accepting a callback at any mount of every gateway origin in publicURLs.
 func newDemoIDP(issuer string, publicURLs []string, logger *slog.Logger) (http.Handler, error) {
-	var clients []demo.Client
-	for i, u := range publicURLs {
-		for j, c := range demo.Clients(demo.Endpoints{PublicURL: u, Issuer: issuer}) {
-			if i == 0 {
-				clients = append(clients, c)
-				continue
-			}
-			clients[j].RedirectURIs = append(clients[j].RedirectURIs, c.RedirectURIs...)
-			clients[j].PostLogoutRedirectURIs = append(clients[j].PostLogoutRedirectURIs, c.PostLogoutRedirectURIs...)
-		}
+	return demo.NewIDP(issuer, demo.AnyMountClients(publicURLs), demo.IDPOptions{Logger: logger})
+}
+
+// printDemoClients tells the user of `demo idp` what to put in a frontend
+// file: each client's id and secret, and the URIs it accepts, so a frontend
+// at a mount of their own logs in without reading docker-compose.yml.
+func printDemoClients(w io.Writer, publicURLs []string) {
+	fmt.Fprintf(w, "\n  Clients (client_secret_basic; oidc.client_id / oidc.client_secret of a frontend file):\n")
+	for _, c := range demo.AnyMountClients(publicURLs) {
+		fmt.Fprintf(w, "  Client          %s / %s\n", c.ID, c.Secret)
 	}
-	return demo.NewIDP(issuer, clients, demo.IDPOptions{Logger: logger})
+	fmt.Fprintf(w, "\n  Accepted by every client, for a frontend at any mount M:\n")
+	for _, u := range publicURLs {
+		u = strings.TrimSuffix(u, "/")
+		fmt.Fprintf(w, "  Redirect URI    %s/<M>/bff/callback\n", u)
+		fmt.Fprintf(w, "  After logout    %s/<any path>\n", u)
+	}
 }
 
 // newDemoServices serves the orders and reports services and the demo page

@@ -140,8 +140,8 @@ func TestDemoIDP(t *testing.T) {
 	}
 }
 
-// TestDemoIDPRedirectURIs: the demo clients accept their callback at every
-// -public-url, and no other.
+// TestDemoIDPRedirectURIs: the demo clients accept a callback at any mount
+// under every -public-url, and nothing outside them.
 func TestDemoIDPRedirectURIs(t *testing.T) {
 	out := startDemoPart(t, "demo", "idp", "-listen", "127.0.0.1:0", "-issuer", "http://idp.example:9998",
 		"-public-url", "http://gw.example:8080", "-public-url", "http://localhost:8081")
@@ -153,9 +153,15 @@ func TestDemoIDPRedirectURIs(t *testing.T) {
 		{"web-bff", "http://gw.example:8080/web/bff/callback", true},
 		{"web-bff", "http://localhost:8081/web/bff/callback", true},
 		{"app-bff", "http://gw.example:8080/app/bff/callback", true},
+		{"web-bff", "http://gw.example:8080/shop/bff/callback", true},
+		{"app-bff", "http://gw.example:8080/teams/shop/bff/callback", true},
+		{"web-bff", "http://gw.example:8080/bff/callback", true},
 		{"web-bff", "http://localhost:8080/web/bff/callback", false},
 		{"web-bff", "http://evil.example/web/bff/callback", false},
-		{"app-bff", "http://gw.example:8080/web/bff/callback", false},
+		{"web-bff", "http://gw.example:8080.evil.example/web/bff/callback", false},
+		{"web-bff", "http://gw.example:80801/web/bff/callback", false},
+		{"web-bff", "http://gw.example:8080/web/bff/callback/x", false},
+		{"web-bff", "http://gw.example:8080/web/other", false},
 	} {
 		t.Run(tt.client+" "+tt.redirect, func(t *testing.T) {
 			q := url.Values{

@@ -219,3 +219,25 @@ func randomKey(n int) string {
 	_, _ = rand.Read(b)
 	return base64.StdEncoding.EncodeToString(b)
 }
+
+// AnyMountClients returns the clients of Clients for every gateway origin in
+// publicURLs, each also accepting the callback of a frontend at any mount
+// under those origins (AnyCallbackGlob) and any post-logout redirect URI
+// there (AnyPathGlobs): a team trying its own frontend file against the demo
+// provider (mount /shop, say) can use web-bff or app-bff as they are.
+func AnyMountClients(publicURLs []string) []Client {
+	var out []Client
+	for i, u := range publicURLs {
+		for j, c := range Clients(Endpoints{PublicURL: u}) {
+			if i == 0 {
+				out = append(out, c)
+			} else {
+				out[j].RedirectURIs = append(out[j].RedirectURIs, c.RedirectURIs...)
+				out[j].PostLogoutRedirectURIs = append(out[j].PostLogoutRedirectURIs, c.PostLogoutRedirectURIs...)
+			}
+			out[j].RedirectURIGlobs = append(out[j].RedirectURIGlobs, AnyCallbackGlob(u))
+			out[j].PostLogoutRedirectURIGlobs = append(out[j].PostLogoutRedirectURIGlobs, AnyPathGlobs(u)...)
+		}
+	}
+	return out
+}

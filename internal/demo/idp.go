@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"path"
 	"slices"
 	"strings"
 	"sync"
@@ -57,11 +58,55 @@ func AdminUsername(issuer string) string {
 type Client struct {
 	ID     string
 	Secret string
-	// RedirectURIs are matched exactly (no globs, no loopback port wildcard).
+	// RedirectURIs are matched exactly (no loopback port wildcard).
 	RedirectURIs []string
+	// RedirectURIGlobs are also accepted as redirect URIs: doublestar
+	// patterns ("**" spans path segments), as the OP library matches them.
+	// See AnyCallbackGlob.
+	RedirectURIGlobs []string
 	// PostLogoutRedirectURIs are the post_logout_redirect_uri values that the
 	// end_session_endpoint accepts for this client, matched exactly.
 	PostLogoutRedirectURIs []string
+	// PostLogoutRedirectURIGlobs are path.Match patterns ("*" stays within
+	// one segment) also accepted there. See AnyPathGlobs.
+	PostLogoutRedirectURIGlobs []string
+}
+
+// AnyCallbackGlob is the redirect URI pattern that accepts the callback of a
+// frontend at any mount under the gateway origin publicURL:
+// publicURL/<mount>/bff/callback, the root mount included.
+func AnyCallbackGlob(publicURL string) string {
+	return globQuote(strings.TrimSuffix(publicURL, "/")) + "/**/bff/callback"
+}
+
+// maxLogoutDepth bounds the path segments of a post-logout redirect URI that
+// AnyPathGlobs accept: the OP matches those with path.Match, whose "*" never
+// crosses a "/", so every depth needs its own pattern.
+const maxLogoutDepth = 6
+
+// AnyPathGlobs are the post-logout redirect URI patterns that accept any
+// path of up to maxLogoutDepth segments under the gateway origin publicURL
+// (a frontend's after_logout, wherever it is mounted).
+func AnyPathGlobs(publicURL string) []string {
+	base := globQuote(strings.TrimSuffix(publicURL, "/"))
+	globs := make([]string, 0, maxLogoutDepth)
+	for i := 1; i <= maxLogoutDepth; i++ {
+		globs = append(globs, base+strings.Repeat("/*", i))
+	}
+	return globs
+}
+
+// globQuote escapes the pattern characters of both matchers (path.Match and
+// doublestar), such as the brackets of an IPv6 host.
+func globQuote(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		if strings.ContainsRune(`*?[]{}\`, r) {
+			b.WriteByte('\\')
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
 }
 
 // IDPOptions tunes the demo provider. The zero value gives the example's
@@ -153,8 +198,13 @@ func newOPClients(clients []Client) (map[string]*opClient, error) {
 		if c.Secret == "" {
 			errs = append(errs, fmt.Errorf("%s (%s): empty Secret (clients are confidential)", where, c.ID))
 		}
-		if len(c.RedirectURIs) == 0 {
-			errs = append(errs, fmt.Errorf("%s (%s): no RedirectURIs", where, c.ID))
+		if len(c.RedirectURIs) == 0 && len(c.RedirectURIGlobs) == 0 {
+			errs = append(errs, fmt.Errorf("%s (%s): no RedirectURIs or RedirectURIGlobs", where, c.ID))
+		}
+		for _, g := range c.PostLogoutRedirectURIGlobs {
+			if _, err := path.Match(g, ""); err != nil {
+				errs = append(errs, fmt.Errorf("%s (%s): post-logout redirect URI glob %q: %w", where, c.ID, g, err))
+			}
 		}
 		for _, u := range c.RedirectURIs {
 			if err := checkAbsoluteURI(u); err != nil {
@@ -170,7 +220,9 @@ func newOPClients(clients []Client) (map[string]*opClient, error) {
 			id:                     c.ID,
 			secret:                 c.Secret,
 			redirectURIs:           slices.Clone(c.RedirectURIs),
+			redirectGlobs:          slices.Clone(c.RedirectURIGlobs),
 			postLogoutRedirectURIs: slices.Clone(c.PostLogoutRedirectURIs),
+			postLogoutGlobs:        slices.Clone(c.PostLogoutRedirectURIGlobs),
 		}
 	}
 	if err := errors.Join(errs...); err != nil {
@@ -390,10 +442,21 @@ type opClient struct {
 	id                     string
 	secret                 string
 	redirectURIs           []string
+	redirectGlobs          []string
 	postLogoutRedirectURIs []string
+	postLogoutGlobs        []string
 }
 
-var _ op.Client = (*opClient)(nil)
+var (
+	_ op.Client           = (*opClient)(nil)
+	_ op.HasRedirectGlobs = (*opClient)(nil)
+)
+
+// RedirectURIGlobs and PostLogoutRedirectURIGlobs are matched by the OP
+// after the exact lists, whatever DevMode says (unlike the example's
+// storage.RedirectGlobsClient, which needs DevMode and its relaxations).
+func (c *opClient) RedirectURIGlobs() []string           { return c.redirectGlobs }
+func (c *opClient) PostLogoutRedirectURIGlobs() []string { return c.postLogoutGlobs }
 
 func (c *opClient) GetID() string                       { return c.id }
 func (c *opClient) RedirectURIs() []string              { return c.redirectURIs }
