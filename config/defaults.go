@@ -36,6 +36,11 @@ func (c *Config) ApplyDefaults() {
 	if s.MaxBodyBytes == 0 {
 		s.MaxBodyBytes = defaultMaxBodyBytes
 	}
+	setString(&s.LogLevel, "info")
+	if s.Tracing.SampleRatio == nil {
+		one := 1.0
+		s.Tracing.SampleRatio = &one
+	}
 
 	ss := &c.Sessions
 	setString(&ss.Store, defaultStore)

@@ -57,6 +57,22 @@ type Server struct {
 	// AllowInsecureHTTP permits an http:// public_url on a non-loopback host
 	// (cookies then lose Secure and the __Host- prefix). Dev only.
 	AllowInsecureHTTP bool `yaml:"allow_insecure_http"`
+	// LogLevel is the least level logged: debug, info, warn or error.
+	// Default info.
+	LogLevel string `yaml:"log_level"`
+	// Tracing exports OpenTelemetry spans; off while OTLPEndpoint is empty.
+	Tracing Tracing `yaml:"tracing"`
+}
+
+// Tracing configures OpenTelemetry traces, exported with OTLP over HTTP.
+type Tracing struct {
+	// OTLPEndpoint is the collector's base URL (http or https, e.g.
+	// http://otel-collector:4318); spans are POSTed to <OTLPEndpoint>/v1/traces.
+	// Empty: no tracing.
+	OTLPEndpoint string `yaml:"otlp_endpoint"`
+	// SampleRatio is the share of new traces sampled, 0 to 1; a request with
+	// a sampled traceparent is always followed (parent-based). Default 1.
+	SampleRatio *float64 `yaml:"sample_ratio"`
 }
 
 // Sessions configures the session store and cookie sealing.

@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"net/netip"
+	"net/url"
 	"strings"
 )
 
@@ -36,5 +37,18 @@ func (v *validator) server() {
 	v.positive(file, "server.shutdown_timeout", s.ShutdownTimeout)
 	if s.MaxBodyBytes <= 0 {
 		v.add(file, "server.max_body_bytes", "must be positive")
+	}
+	switch s.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		v.add(file, "server.log_level", "must be debug, info, warn or error, not %q", s.LogLevel)
+	}
+	if e := s.Tracing.OTLPEndpoint; e != "" {
+		if u, err := url.Parse(e); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" {
+			v.add(file, "server.tracing.otlp_endpoint", "%q is not an http(s) URL such as http://otel-collector:4318", e)
+		}
+	}
+	if r := s.Tracing.SampleRatio; r != nil && (*r < 0 || *r > 1) {
+		v.add(file, "server.tracing.sample_ratio", "must be between 0 and 1, not %v", *r)
 	}
 }
