@@ -260,8 +260,7 @@ func (b *BFF) callback(c echo.Context) error {
 	if err != nil {
 		return storeDown(err)
 	}
-	b.log.InfoContext(ctx, "login succeeded", "sub", s.Subject)
-	b.obs().SessionCreated(b.fe.Name)
+	b.loggedIn(ctx, s)
 	if b.fe.Kind == config.KindMobile {
 		return b.handoff(c, ref, p)
 	}
@@ -351,7 +350,7 @@ func (b *BFF) endSession(c echo.Context, s *sessions.Session) error {
 	if err := b.deps.Sessions.Delete(ctx, s); err != nil {
 		return storeDown(err)
 	}
-	b.obs().SessionsEnded(b.fe.Name, EndLogout, 1)
+	b.sessionEnded(ctx, EndLogout, s)
 	b.clearSessionCookie(c)
 	meta, err := b.provider.get(ctx)
 	if err != nil {

@@ -99,8 +99,7 @@ func (b *BFF) backchannelLogout(c echo.Context) error {
 		_, _ = b.deps.Sessions.TakeOnce(context.WithoutCancel(ctx), "jti:"+b.fe.Name, claims.JTI)
 		return storeDown(err)
 	}
-	b.obs().SessionsEnded(b.fe.Name, EndBackchannel, n)
-	b.log.InfoContext(ctx, "back-channel logout", "sessions_ended", n, "by_sid", claims.SID != "")
+	b.backchannelEnded(ctx, claims.Subject, claims.SID, n)
 	c.Response().Header().Set("Cache-Control", "no-store")
 	return c.NoContent(http.StatusOK)
 }

@@ -3,13 +3,17 @@ package bff
 import (
 	"context"
 	"errors"
+	"log/slog"
+	"net"
 	"net/http"
+	"net/netip"
 	"strings"
 	"time"
 
 	"github.com/labstack/echo/v4"
 
 	"github.com/bffgate/bffgate/bff/httperr"
+	"github.com/bffgate/bffgate/sessions"
 )
 
 // Observer receives the events a BFF counts. The gateway passes one backed
@@ -167,9 +171,13 @@ func (b *BFF) observeRoutes() echo.MiddlewareFunc {
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c echo.Context) error {
 			label := routeLabel(labels, b.base, c.Path())
-			if ri := requestInfo(c.Request().Context()); ri != nil {
+			r := c.Request()
+			if ri := requestInfo(r.Context()); ri != nil {
 				ri.Frontend, ri.Route = b.fe.Name, label
 			}
+			// The audit events of this request name its client.
+			ctx := withClientIP(r.Context(), clientIP(r, b.deps.TrustedProxies))
+			c.SetRequest(r.WithContext(ctx))
 			err := next(c)
 			switch label {
 			case "bff:login":
@@ -180,7 +188,7 @@ func (b *BFF) observeRoutes() echo.MiddlewareFunc {
 				if err == nil {
 					b.obs().LoginSucceeded(b.fe.Name)
 				} else {
-					b.obs().LoginFailed(b.fe.Name, loginFailureReason(err))
+					b.loginFailed(ctx, err)
 				}
 			case "bff:backchannel-logout":
 				b.obs().BackchannelLogout(b.fe.Name, backchannelOutcome(err, c.Response().Status))
@@ -266,4 +274,142 @@ func (b *BFF) observeUpstream(route string, rt http.RoundTripper) http.RoundTrip
 		rt = http.DefaultTransport
 	}
 	return observedTransport{next: rt, obs: b.deps.Observer, frontend: b.fe.Name, route: route}
+}
+
+// Audit events (SPEC §6): one log line per change of a session that a
+// security team follows, with "event" set to one of these. Each carries the
+// frontend, the subject, the provider's session id (sid) and the client's IP;
+// never a token or a reference to a session (cookie, handle, session id),
+// which would let a log reader act as the user.
+const (
+	EventLogin             = "login"
+	EventLoginFailed       = "login_failed" // at warn, with "reason" (a Login* constant) and "error"
+	EventLogout            = "logout"
+	EventBackchannelLogout = "backchannel_logout" // with "sessions_ended"
+	EventRevoked           = "revoked"            // logged by `bffgate sessions revoke`
+	EventRefreshRejected   = "refresh_rejected"
+	EventSessionExpired    = "session_expired"
+)
+
+// AuditEvent is who an audit event is about. Subject and ProviderSID come
+// from the provider (ID or logout token); empty when unknown (a failed
+// login), but the keys are always logged so every event has one shape.
+type AuditEvent struct {
+	Event       string
+	Frontend    string
+	Subject     string
+	ProviderSID string
+	ClientIP    string
+}
+
+// Audit logs e at level with the extra attributes. The CLI uses it too, so
+// an operator's revocation looks like every other audit line.
+func Audit(ctx context.Context, logger *slog.Logger, level slog.Level, e AuditEvent, extra ...slog.Attr) {
+	attrs := append([]slog.Attr{
+		slog.String("event", e.Event),
+		slog.String("frontend", e.Frontend),
+		slog.String("sub", e.Subject),
+		slog.String("sid", e.ProviderSID),
+		slog.String("client_ip", e.ClientIP),
+	}, extra...)
+	logger.LogAttrs(ctx, level, "audit: "+e.Event, attrs...)
+}
+
+// audit logs an event about s for the request in ctx. b.log already names
+// the frontend, so the line is built on the parent logger to name it once.
+func (b *BFF) audit(ctx context.Context, level slog.Level, event string, sub, sid string, extra ...slog.Attr) {
+	Audit(ctx, b.deps.Logger, level, AuditEvent{Event: event, Frontend: b.fe.Name, Subject: sub,
+		ProviderSID: sid, ClientIP: clientIPFrom(ctx)}, extra...)
+}
+
+// loggedIn records a new session: its metric and the login event.
+func (b *BFF) loggedIn(ctx context.Context, s *sessions.Session) {
+	b.obs().SessionCreated(b.fe.Name)
+	b.audit(ctx, slog.LevelInfo, EventLogin, s.Subject, s.ProviderSID)
+}
+
+// loginFailed records a failed callback: its metric and, at warn, the
+// login_failed event with the reason and the cause (which the client only
+// sees as a generic message).
+func (b *BFF) loginFailed(ctx context.Context, err error) {
+	reason := loginFailureReason(err)
+	b.obs().LoginFailed(b.fe.Name, reason)
+	b.audit(ctx, slog.LevelWarn, EventLoginFailed, "", "", slog.String("reason", reason), slog.String("error", err.Error()))
+}
+
+// sessionEnded records the end of s for cause (an End* constant): its
+// metric and the matching audit event.
+func (b *BFF) sessionEnded(ctx context.Context, cause string, s *sessions.Session) {
+	b.obs().SessionsEnded(b.fe.Name, cause, 1)
+	event := map[string]string{
+		EndLogout:          EventLogout,
+		EndExpired:         EventSessionExpired,
+		EndRevoked:         EventRevoked,
+		EndRefreshRejected: EventRefreshRejected,
+		EndBackchannel:     EventBackchannelLogout,
+	}[cause]
+	if event == "" {
+		event = cause
+	}
+	b.audit(ctx, slog.LevelInfo, event, s.Subject, s.ProviderSID)
+}
+
+// backchannelEnded records a verified logout token that ended n sessions:
+// the metric and one backchannel_logout event with the token's sub and sid.
+func (b *BFF) backchannelEnded(ctx context.Context, sub, sid string, n int) {
+	b.obs().SessionsEnded(b.fe.Name, EndBackchannel, n)
+	b.audit(ctx, slog.LevelInfo, EventBackchannelLogout, sub, sid, slog.Int("sessions_ended", n))
+}
+
+type clientIPKey struct{}
+
+func withClientIP(ctx context.Context, ip string) context.Context {
+	return context.WithValue(ctx, clientIPKey{}, ip)
+}
+
+// clientIPFrom returns the client IP the BFF put in the request's context
+// ("" outside a request).
+func clientIPFrom(ctx context.Context) string {
+	ip, _ := ctx.Value(clientIPKey{}).(string)
+	return ip
+}
+
+// clientIP is the address of the client: the connection's peer, or, when
+// that peer is a trusted proxy, the nearest X-Forwarded-For entry that is
+// not one. Only a parsed IP is returned, so a client cannot write its own
+// text into the audit trail.
+func clientIP(r *http.Request, trusted []netip.Prefix) string {
+	peer := r.RemoteAddr
+	if ap, err := netip.ParseAddrPort(peer); err == nil {
+		peer = ap.Addr().Unmap().String()
+	} else if host, _, err := net.SplitHostPort(peer); err == nil {
+		peer = host
+	}
+	isTrusted := func(s string) bool {
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			return false
+		}
+		for _, p := range trusted {
+			if p.Contains(a.Unmap()) {
+				return true
+			}
+		}
+		return false
+	}
+	if !isTrusted(peer) {
+		return peer
+	}
+	hops := strings.Split(strings.Join(r.Header.Values("X-Forwarded-For"), ","), ",")
+	for i := len(hops) - 1; i >= 0; i-- {
+		h := strings.TrimSpace(hops[i])
+		a, err := netip.ParseAddr(h)
+		if err != nil {
+			return peer // a malformed chain: only the peer is known
+		}
+		if !isTrusted(h) {
+			return a.Unmap().String()
+		}
+	}
+	return peer
 }

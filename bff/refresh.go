@@ -274,5 +274,5 @@ func (r *refresher) end(ctx context.Context, s *sessions.Session, cause string) 
 		r.b.log.WarnContext(ctx, "could not delete expired session", "error", err)
 		return
 	}
-	r.b.obs().SessionsEnded(r.b.fe.Name, cause, 1)
+	r.b.sessionEnded(ctx, cause, s)
 }

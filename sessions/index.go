@@ -103,7 +103,7 @@ func (m *Manager) EndSessions(ctx context.Context, frontend, sid, sub string) (i
 	}
 	n := 0
 	if sid != "" {
-		ended, err := m.revoke(ctx, Filter{Frontend: frontend, ProviderSID: sid}, nil)
+		ended, err := m.revoke(ctx, Filter{Frontend: frontend, ProviderSID: sid}, nil, nil)
 		n += ended
 		if err != nil {
 			return n, fmt.Errorf("sessions: end sessions: %w", err)
@@ -114,7 +114,7 @@ func (m *Manager) EndSessions(ctx context.Context, frontend, sid, sub string) (i
 		if sid != "" {
 			only = func(meta Meta) bool { return meta.ProviderSID == "" }
 		}
-		ended, err := m.revoke(ctx, Filter{Frontend: frontend, Subject: sub}, only)
+		ended, err := m.revoke(ctx, Filter{Frontend: frontend, Subject: sub}, only, nil)
 		n += ended
 		if err != nil {
 			return n, fmt.Errorf("sessions: end sessions: %w", err)
@@ -139,15 +139,22 @@ func (m *Manager) Find(ctx context.Context, f Filter) ([]Found, error) {
 // Revoke ends every session Find returns for f and returns how many were live
 // and ended by this call. Revoke(ctx, Filter{}) ends every session.
 func (m *Manager) Revoke(ctx context.Context, f Filter) (int, error) {
-	n, err := m.revoke(ctx, f, nil)
+	return m.RevokeEach(ctx, f, nil)
+}
+
+// RevokeEach is Revoke calling revoked, when non-nil, for each session it
+// ended (the operator's audit trail).
+func (m *Manager) RevokeEach(ctx context.Context, f Filter, revoked func(Found)) (int, error) {
+	n, err := m.revoke(ctx, f, nil, revoked)
 	if err != nil {
 		return n, fmt.Errorf("sessions: revoke: %w", err)
 	}
 	return n, nil
 }
 
-// revoke ends the sessions f selects and, when only is non-nil, only says yes to.
-func (m *Manager) revoke(ctx context.Context, f Filter, only func(Meta) bool) (int, error) {
+// revoke ends the sessions f selects and, when only is non-nil, only says
+// yes to; revoked, when non-nil, hears of each one ended.
+func (m *Manager) revoke(ctx context.Context, f Filter, only func(Meta) bool, revoked func(Found)) (int, error) {
 	found, stale, err := m.find(ctx, f)
 	if err != nil {
 		return 0, err
@@ -167,6 +174,9 @@ func (m *Manager) revoke(ctx context.Context, f Filter, only func(Meta) bool) (i
 			return n, err
 		}
 		n++
+		if revoked != nil {
+			revoked(s)
+		}
 		if err := m.unindex(ctx, s.ID, s.Meta.Frontend, s.Meta.ProviderSID, s.Meta.Subject); err != nil {
 			return n, err
 		}

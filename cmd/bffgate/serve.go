@@ -33,12 +33,14 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		fmt.Fprintf(stderr, "bffgate serve: unexpected argument %q\n", fs.Arg(0))
 		return exitUsage
 	}
-	logger := newLogger(stderr)
 	cfg, err := config.Load(*path)
 	if err != nil {
 		printProblems(stderr, err)
 		return exitFail
 	}
+	level := logLevel(cfg.Server.LogLevel)
+	logger := newLoggerAt(stderr, level)
+	setLibraryLevel(ctx, level)
 	reload := func() ([]config.Frontend, error) {
 		c, err := config.Load(*path)
 		if err != nil {

@@ -105,6 +105,7 @@ func cmdSessions(ctx context.Context, args []string, stdout, stderr io.Writer) i
 		}
 		keys = append(keys, sessions.KeyPair{Hash: hash, Block: block})
 	}
+	setLibraryLevel(ctx, logLevel(cfg.Server.LogLevel))
 	client, err := gateway.NewRedisClient(cfg.Sessions.Redis)
 	if err != nil {
 		fmt.Fprintf(stderr, "bffgate sessions: %s: sessions.redis: %v\n", cfg.Path, err)
@@ -120,7 +121,8 @@ func cmdSessions(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	}
 
 	if sub == "revoke" {
-		n, err := m.Revoke(ctx, f)
+		// Each ended session is an audit event, like the gateway's own.
+		n, err := m.RevokeEach(ctx, f, revokedEvent(ctx, cfg, stderr))
 		if err != nil {
 			fmt.Fprintf(stderr, "bffgate sessions revoke: %v (%d sessions ended before the failure)\n", err, n)
 			return exitFail
