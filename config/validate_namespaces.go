@@ -2,6 +2,8 @@ package config
 
 import (
 	"fmt"
+	"net"
+	"net/url"
 	"strings"
 )
 
@@ -37,6 +39,7 @@ func (v *validator) acrossFrontends(ws []where) {
 			}
 		}
 	}
+	v.hostShadows(ws)
 	for i := range fs {
 		for j := range fs {
 			outer, inner := &fs[i], &fs[j]
@@ -59,6 +62,78 @@ func (v *validator) acrossFrontends(ws []where) {
 			}
 		}
 	}
+}
+
+// hostShadows refuses a frontend bound to a host whose mount shadows a
+// host-agnostic frontend's mount (SPEC section 4, issue 8 item 11). The
+// router tries host-bound frontends first, so on that host the bound one
+// takes over the other's requests: with host set to public_url's host and
+// another team's mount, a team's file could capture that team's logins and
+// API calls. A host-agnostic frontend is served on every host, so this holds
+// on any host. A bound mount inside an agnostic one (a shop at /shop on its
+// own host, under an agnostic "/") only takes a part; that is refused when the
+// part holds one of the agnostic frontend's routes, aggregates or endpoints,
+// as for nested mounts on one host.
+func (v *validator) hostShadows(ws []where) {
+	fs := v.c.Frontends
+	publicHost := ""
+	if u, err := url.Parse(v.c.Server.PublicURL); err == nil {
+		publicHost = strings.ToLower(u.Hostname())
+	}
+	for i := range fs {
+		f := &fs[i]
+		if f.Host == "" || checkCleanPath(f.Mount) != "" {
+			continue
+		}
+		public := ""
+		if hostOnly(f.Host) == publicHost {
+			public = " (public_url's host)"
+		}
+		for j := range fs {
+			g := &fs[j]
+			if g.Host != "" || checkCleanPath(g.Mount) != "" {
+				continue
+			}
+			switch {
+			case under(g.Mount, f.Mount):
+				ws[i].errorf("mount", "%s on host %s%s shadows frontend %q (%s), mounted at %s on every host: host-bound frontends win, so this one would take over its requests there; choose another mount, or give %q a host too (such as public_url's)",
+					f.Mount, f.Host, public, g.Name, ws[j], g.Mount, g.Name)
+			case under(f.Mount, g.Mount):
+				if taken := takenPaths(g, f.Mount); len(taken) > 0 {
+					ws[i].errorf("mount", "%s on host %s%s shadows %s of frontend %q (%s) there: host-bound frontends win; choose another mount",
+						f.Mount, f.Host, public, strings.Join(taken, ", "), g.Name, ws[j])
+				}
+			}
+		}
+	}
+}
+
+// takenPaths lists what of frontend g a mount nested in its own takes:
+// g's endpoints, routes and aggregates under it.
+func takenPaths(g *Frontend, mount string) []string {
+	var taken []string
+	if bff := g.MountPath("/bff"); under(mount, bff) || under(bff, mount) {
+		taken = append(taken, "its endpoints "+bff)
+	}
+	for _, r := range g.Routes {
+		if full := g.MountPath(r.Prefix); r.Prefix != "" && r.Prefix != "/" && under(full, mount) {
+			taken = append(taken, "route "+full)
+		}
+	}
+	for _, a := range g.Aggregates {
+		if full := g.MountPath(a.Path); a.Path != "" && under(full, mount) {
+			taken = append(taken, "aggregate "+full)
+		}
+	}
+	return taken
+}
+
+// hostOnly drops a port from a host key.
+func hostOnly(h string) string {
+	if host, _, err := net.SplitHostPort(h); err == nil {
+		return host
+	}
+	return h
 }
 
 func onHost(host string) string {

@@ -356,6 +356,11 @@ func TestRedisHoldsNoTokenText(t *testing.T) {
 
 func TestHostBoundFrontend(t *testing.T) {
 	e := newEnv(t, withConfig(func(c *config.Config) {
+		// A host-bound "/" would shadow host-agnostic frontends on its host,
+		// which check refuses (issue 8 item 11): bind those to public_url's.
+		for i := range c.Frontends {
+			c.Frontends[i].Host = "127.0.0.1"
+		}
 		c.Frontends = append(c.Frontends, config.Frontend{
 			Name: "console", Mount: "/", Host: "localhost", Source: "frontends/console.yaml",
 			OIDC: config.OIDC{Issuer: c.Frontends[0].OIDC.Issuer, ClientID: "admin-bff", ClientSecret: adminSecret},
