@@ -117,6 +117,10 @@ func build(fes []config.Frontend, deps bff.Deps) (*table, error) {
 }
 
 func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	if err := checkRequest(w, req); err != nil {
+		httperr.Write(w, err)
+		return
+	}
 	if err := checkPath(req.URL); err != nil {
 		httperr.Write(w, err)
 		return

@@ -143,3 +143,31 @@ func foldCase(s string) string {
 		return min
 	}, s)
 }
+
+// allowedMethods is the Allow header of a refused TRACE: what routes may
+// accept at all.
+const allowedMethods = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"
+
+// checkRequest refuses what no route may forward, whatever its
+// configuration:
+//
+//   - TRACE and TRACK: an upstream that echoes them would show the
+//     request as forwarded, bearer token included, to the page's script;
+//   - an Upgrade to anything but websocket (h2c, for one): after the
+//     101 the tunnel carries requests that the gateway never routes,
+//     authenticates or checks.
+func checkRequest(w http.ResponseWriter, r *http.Request) *httperr.Error {
+	switch strings.ToUpper(r.Method) {
+	case "TRACE", "TRACK":
+		w.Header().Set("Allow", allowedMethods)
+		return httperr.New(http.StatusMethodNotAllowed, httperr.CodeMethodNotAllowed, r.Method+" is not allowed")
+	}
+	for _, v := range r.Header.Values("Upgrade") {
+		for _, tok := range strings.Split(v, ",") {
+			if !strings.EqualFold(strings.TrimSpace(tok), "websocket") {
+				return httperr.New(http.StatusBadRequest, httperr.CodeBadRequest, "only WebSocket upgrades are supported")
+			}
+		}
+	}
+	return nil
+}

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -202,5 +203,104 @@ func TestPathSpellingsNeverReachNestedRouteOfLenientUpstream(t *testing.T) {
 	}
 	if admin, _, _ := up.hits(); len(admin) != 1 || admin[0] != "/api/v1/admin/users" {
 		t.Errorf("the admin handler saw %q, want exactly /api/v1/admin/users", admin)
+	}
+}
+
+// switchingUpstream switches to any protocol it is asked for, like an h2c
+// server, and then answers every line the tunnel carries: after a 101, the
+// client talks to it past every check of the gateway.
+func switchingUpstream(t *testing.T) (url string, seen func() []string) {
+	var mu sync.Mutex
+	var got []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		got = append(got, r.Method+" "+r.URL.Path+" Upgrade="+r.Header.Get("Upgrade")+" bearer="+strconv.FormatBool(r.Header.Get("Authorization") != ""))
+		mu.Unlock()
+		if r.Header.Get("Upgrade") == "" {
+			_, _ = w.Write([]byte("plain"))
+			return
+		}
+		conn, rw, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		_, _ = rw.WriteString("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: " + r.Header.Get("Upgrade") + "\r\n\r\n")
+		_ = rw.Flush()
+		for {
+			line, err := rw.ReadString('\n')
+			if err != nil {
+				return
+			}
+			_, _ = rw.WriteString("tunnelled: " + line)
+			_ = rw.Flush()
+		}
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL, func() []string { mu.Lock(); defer mu.Unlock(); return append([]string(nil), got...) }
+}
+
+// Issue 8 items 5 and 13: only WebSocket upgrades pass. An anonymous
+// "Upgrade: h2c" on a public route got a 101 from an upstream that
+// switches, and the tunnel then carried unrouted, unauthenticated requests.
+func TestOnlyWebSocketUpgradesReachUpstreams(t *testing.T) {
+	up, seen := switchingUpstream(t)
+	e := newEnv(t, withConfig(func(c *config.Config) {
+		c.Frontends[0].Routes = append(c.Frontends[0].Routes,
+			config.Route{Prefix: "/static", Upstream: up, Token: config.TokenNone},
+			config.Route{Prefix: "/api/sw", Upstream: up})
+	}))
+	b := e.browser()
+	b.login("/web", e.admin())
+	ref := b.cookie("bff-web").Value
+	addr := strings.TrimPrefix(e.public, "http://")
+	for _, c := range []struct{ target, upgrade string }{
+		{"/web/static/app.js", "h2c"},
+		{"/web/static/app.js", "H2C"},
+		{"/web/static/app.js", "websocket, h2c"},
+		{"/web/static/app.js", "TLS/1.2"},
+		{"/web/api/sw/x", "h2c"},
+		{"/web/api/sw/x", "spdy/3"},
+	} {
+		t.Run(c.upgrade+" "+c.target, func(t *testing.T) {
+			if st := rawRequest(t, addr, "GET", c.target, ref, "Connection: Upgrade, HTTP2-Settings", "Upgrade: "+c.upgrade, "HTTP2-Settings: AAMAAABkAAQAoAAAAAIAAAAA"); st != http.StatusBadRequest {
+				t.Errorf("status %d, want 400", st)
+			}
+			// Without Connection: Upgrade it is still no request to pass on.
+			if st := rawRequest(t, addr, "GET", c.target, ref, "Upgrade: "+c.upgrade); st != http.StatusBadRequest {
+				t.Errorf("without Connection: status %d, want 400", st)
+			}
+		})
+	}
+	if got := seen(); len(got) != 0 {
+		t.Errorf("the upstream received %q", got)
+	}
+	// An ordinary request to the same routes passes.
+	if st := rawRequest(t, addr, "GET", "/web/static/app.js", ref); st != http.StatusOK {
+		t.Errorf("plain request: status %d", st)
+	}
+	if got := seen(); len(got) != 1 || strings.Contains(got[0], "Upgrade=h2c") {
+		t.Errorf("the upstream received %q, want one plain request", got)
+	}
+}
+
+// Issue 8 item 9: TRACE and TRACK are refused before anything is
+// forwarded: an upstream that echoes TRACE would show the page's script
+// the bearer token the gateway attached.
+func TestTraceAndTrackAreRefusedBeforeForwarding(t *testing.T) {
+	e := newEnv(t)
+	b := e.browser()
+	b.login("/web", e.admin())
+	for _, method := range []string{"TRACE", "TRACK", "trace"} {
+		for _, path := range []string{"/web/api/orders/1", "/web/api/public/x", "/web/bff/user", "/nowhere"} {
+			resp := b.do(method, path, http.Header{"X-Csrf": {"1"}}, "")
+			errorCode(t, resp, http.StatusMethodNotAllowed, "method_not_allowed")
+			if allow := resp.Header.Get("Allow"); allow == "" || strings.Contains(allow, "TRACE") {
+				t.Errorf("%s %s: Allow %q", method, path, allow)
+			}
+		}
+	}
+	if n := e.orders.count(); n != 0 {
+		t.Errorf("the upstream received %d requests, the last %s %s with Authorization %q", n, e.orders.last(t).Method, e.orders.last(t).URL.Path, e.orders.last(t).Header.Get("Authorization"))
 	}
 }
