@@ -61,8 +61,10 @@ type BFF struct {
 	provider *providerLoader
 	e        *echo.Echo
 	binding  string // seal name of this frontend's session references
-	refresh  *refresher
-	client   *clientTokens // token: client routes
+	// publicURL is the origin browsers reach this frontend at.
+	publicURL *url.URL
+	refresh   *refresher
+	client    *clientTokens // token: client routes
 }
 
 // New builds the BFF for fe (already defaulted and validated).
@@ -102,6 +104,9 @@ func New(fe config.Frontend, d Deps) (*BFF, error) {
 		log:     d.Logger.With(slog.String("frontend", fe.Name)),
 		now:     d.Now,
 		binding: fe.Kind + ":" + fe.Name,
+	}
+	if b.publicURL, err = url.Parse(d.PublicURL); err != nil {
+		return nil, fmt.Errorf("public url: %w", err)
 	}
 	b.provider = &providerLoader{
 		issuer:       fe.OIDC.Issuer,
@@ -175,6 +180,7 @@ func (b *BFF) buildRoutes() error {
 			Timeout:        rt.Timeout,
 			TrustedProxies: b.deps.TrustedProxies,
 			ReservedCookie: b.reservedCookie,
+			PublicURL:      b.publicURL,
 			Logger:         b.log.With(slog.String("route", rt.Prefix)),
 		})
 		p.Transport = b.observeUpstream(rt.Prefix, p.Transport)

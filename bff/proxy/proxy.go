@@ -51,7 +51,11 @@ type Options struct {
 	// (any frontend's session or login cookie): an upstream's Set-Cookie
 	// for it is dropped, or a service could fix or end users' sessions.
 	ReservedCookie func(name string) bool
-	Logger         *slog.Logger
+	// PublicURL is the origin browsers reach this route at (public_url, or
+	// the frontend's own host): the upstream's X-Forwarded-Host and
+	// X-Forwarded-Proto. Nil keeps the incoming request's.
+	PublicURL *url.URL
+	Logger    *slog.Logger
 }
 
 // New returns the route's forwarding handler. Each call clones its own
@@ -95,13 +99,13 @@ func New(o Options) *httputil.ReverseProxy {
 			pr.SetURL(target)
 
 			fromTrusted := isTrusted(pr.In.RemoteAddr, trusted)
-			if !fromTrusted {
-				// Rewrite strips only Forwarded and X-Forwarded-For/Host/Proto;
-				// frameworks also believe these (Spring: X-Forwarded-Prefix/Port).
-				for k := range pr.Out.Header {
-					if strings.HasPrefix(k, "X-Forwarded-") || untrustedHeaders[k] {
-						delete(pr.Out.Header, k)
-					}
+			for k := range pr.Out.Header {
+				// The route's methods check ran on the request's method;
+				// Express, Rails, Laravel and Spring's HiddenHttpMethodFilter
+				// would act on the override instead. A trusted proxy passes
+				// its clients' headers on, so they go whoever sends them.
+				if methodOverrideHeaders[k] || !fromTrusted && untrustedHeader(k) {
+					delete(pr.Out.Header, k)
 				}
 			}
 			if fromTrusted {
@@ -112,10 +116,13 @@ func New(o Options) *httputil.ReverseProxy {
 				}
 			}
 			pr.SetXForwarded()
-			if fromTrusted {
-				if v := pr.In.Header.Get("X-Forwarded-Host"); v != "" {
-					pr.Out.Header.Set("X-Forwarded-Host", v)
-				}
+			// The host and scheme the browser uses are configuration, not
+			// whatever Host a client (or a proxy's client) sent: services
+			// build absolute links and password-reset mails from them.
+			if o.PublicURL != nil {
+				pr.Out.Header.Set("X-Forwarded-Host", o.PublicURL.Host)
+				pr.Out.Header.Set("X-Forwarded-Proto", o.PublicURL.Scheme)
+			} else if fromTrusted {
 				if v := pr.In.Header.Get("X-Forwarded-Proto"); v != "" {
 					pr.Out.Header.Set("X-Forwarded-Proto", v)
 				}
@@ -131,8 +138,18 @@ func New(o Options) *httputil.ReverseProxy {
 		},
 		ModifyResponse: func(resp *http.Response) error {
 			filterResponseHeaders(resp.Header, o.ReservedCookie)
-			if loc := resp.Header.Get("Location"); loc != "" {
-				resp.Header.Set("Location", publicLocation(loc, target, o.Mount, o.Prefix, o.StripPrefix))
+			for _, k := range []string{"Location", "Content-Location"} {
+				loc := resp.Header.Get(k)
+				if loc == "" {
+					continue
+				}
+				if pub, ok := publicLocation(loc, target, o.Mount, o.Prefix, o.StripPrefix); ok {
+					resp.Header.Set(k, pub)
+				} else {
+					logger.LogAttrs(resp.Request.Context(), slog.LevelWarn, "dropped an upstream's "+k+" to its own address outside the route",
+						slog.String("upstream", target.Host))
+					resp.Header.Del(k)
+				}
 			}
 			return nil
 		},
@@ -145,17 +162,21 @@ func New(o Options) *httputil.ReverseProxy {
 	}
 }
 
-// publicLocation maps an upstream's redirect to its own absolute URL back
-// to the path the browser uses for it, so internal host names never leak
-// and the browser stays on the gateway. Other locations pass unchanged.
-func publicLocation(loc string, target *url.URL, mount, prefix string, strip bool) string {
-	u, err := url.Parse(loc)
-	if err != nil || !u.IsAbs() || u.Scheme != target.Scheme || !strings.EqualFold(u.Host, target.Host) {
-		return loc
+// publicLocation maps an upstream's redirect to its own address (absolute,
+// scheme-relative "//host/..." or a browser's "/\host/...") back to the
+// path the browser uses for it, so the browser stays on the gateway and
+// internal host names never reach it. ok is false for a redirect to the
+// upstream's host name outside the route (another port, another base
+// path): there is no public path for it, and passing it on would disclose
+// the host. Other locations (relative paths, other hosts) pass unchanged.
+func publicLocation(loc string, target *url.URL, mount, prefix string, strip bool) (string, bool) {
+	u, err := url.Parse(browserURL(loc))
+	if err != nil || u.Host == "" || !strings.EqualFold(u.Hostname(), target.Hostname()) {
+		return loc, true
 	}
 	base := strings.TrimSuffix(target.Path, "/")
-	if u.Path != base && !strings.HasPrefix(u.Path, base+"/") {
-		return loc
+	if !samePort(u, target) || u.Path != base && !strings.HasPrefix(u.Path, base+"/") {
+		return "", false
 	}
 	rest := u.Path[len(base):]
 	public := strings.TrimSuffix(mount, "/")
@@ -166,21 +187,88 @@ func publicLocation(loc string, target *url.URL, mount, prefix string, strip boo
 	if out.Path == "" {
 		out.Path = "/"
 	}
-	return out.String()
+	return out.String(), true
 }
 
-// untrustedHeaders are client-supplied routing hints that upstream frameworks
-// trust; X-Forwarded-* is handled by prefix.
-var untrustedHeaders = map[string]bool{"X-Real-Ip": true, "X-Original-Url": true, "X-Rewrite-Url": true, "X-Client-Ip": true}
+// browserURL reads loc as a browser does before resolving it: tabs and
+// newlines removed, and backslashes as slashes, so "/\10.0.0.5/x" is the
+// scheme-relative "//10.0.0.5/x".
+func browserURL(loc string) string {
+	loc = strings.Map(func(r rune) rune {
+		if r == '\t' || r == '\n' || r == '\r' {
+			return -1
+		}
+		return r
+	}, strings.TrimSpace(loc))
+	if i := strings.IndexAny(loc, "?#"); i >= 0 {
+		return strings.ReplaceAll(loc[:i], "\\", "/") + loc[i:]
+	}
+	return strings.ReplaceAll(loc, "\\", "/")
+}
+
+// samePort: u (absolute or scheme-relative, which takes target's scheme
+// as the browser would) names target's port, default ports spelt or not.
+func samePort(u, target *url.URL) bool {
+	port := func(v *url.URL) string {
+		if p := v.Port(); p != "" {
+			return p
+		}
+		if strings.EqualFold(v.Scheme, "https") || v.Scheme == "" && target.Scheme == "https" {
+			return "443"
+		}
+		return "80"
+	}
+	return port(u) == port(target)
+}
+
+// methodOverrideHeaders tell frameworks to act as if the request had
+// another method.
+var methodOverrideHeaders = map[string]bool{
+	"X-Http-Method-Override": true, "X-Http-Method": true, "X-Method-Override": true,
+}
+
+// untrustedHeader reports whether k (canonical) is a client-supplied
+// routing or identity hint that upstream frameworks believe: the client's
+// address (X-Real-Ip, True-Client-Ip, the CDNs' own), the user an
+// authenticating proxy vouches for (Remote-User, X-Auth-Request-User), or
+// the original host and path (Spring: X-Forwarded-Prefix; Envoy, IIS and
+// nginx ingress their own). Only a trusted proxy may send them.
+func untrustedHeader(k string) bool {
+	if untrustedHeaders[k] {
+		return true
+	}
+	for _, p := range untrustedPrefixes {
+		if strings.HasPrefix(k, p) {
+			return true
+		}
+	}
+	return false
+}
+
+var untrustedPrefixes = []string{"X-Forwarded-", "X-Original-", "X-Envoy-", "X-Auth-Request-", "X-Remote-"}
+
+var untrustedHeaders = map[string]bool{
+	"X-Real-Ip": true, "X-Client-Ip": true, "Client-Ip": true, "True-Client-Ip": true,
+	"Cf-Connecting-Ip": true, "Cf-Connecting-Ipv6": true, "Fastly-Client-Ip": true, "X-Cluster-Client-Ip": true,
+	"X-Originating-Ip": true, "X-Proxyuser-Ip": true, "X-Appengine-User-Ip": true, "X-Azure-Clientip": true,
+	"Forwarded-For": true, "X-Forwarded": true,
+	"Remote-User": true, "Remote-Addr": true, "X-User": true, "X-Username": true, "X-Email": true,
+	"X-Authenticated-User": true, "X-Webauth-User": true, "X-Ms-Client-Principal": true, "X-Ms-Client-Principal-Name": true,
+	"X-Host": true, "X-Http-Host": true, "X-Rewrite-Url": true,
+}
 
 // filterResponseHeaders keeps the gateway in charge of what only it may
-// set: its own cookies, and CORS (per frontend, cors.allowed_origins).
+// set: its own cookies, CORS (per frontend, cors.allowed_origins) and the
+// browser's site data.
 func filterResponseHeaders(h http.Header, reserved func(string) bool) {
 	for k := range h {
 		if strings.HasPrefix(k, "Access-Control-") {
 			delete(h, k)
 		}
 	}
+	// "Clear-Site-Data: cookies" would end every session of the host, and
+	// "storage" wipe every frontend's data: only the gateway may ask.
+	h.Del("Clear-Site-Data")
 	if reserved == nil || len(h["Set-Cookie"]) == 0 {
 		return
 	}

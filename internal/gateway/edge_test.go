@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -302,5 +303,140 @@ func TestTraceAndTrackAreRefusedBeforeForwarding(t *testing.T) {
 	}
 	if n := e.orders.count(); n != 0 {
 		t.Errorf("the upstream received %d requests, the last %s %s with Authorization %q", n, e.orders.last(t).Method, e.orders.last(t).URL.Path, e.orders.last(t).Header.Get("Authorization"))
+	}
+}
+
+// clientHeaders are identity and routing hints that upstream frameworks
+// believe (issue 8 item 4): the client's address as CDNs and load
+// balancers report it, the user an authenticating proxy vouches for, the
+// original host and path.
+var clientHeaders = []string{
+	"X-Real-IP", "True-Client-IP", "CF-Connecting-IP", "X-Cluster-Client-IP", "Fastly-Client-IP", "X-Client-IP",
+	"Remote-User", "X-Remote-User", "X-User", "X-Auth-Request-User", "X-Auth-Request-Email", "X-Forwarded-User",
+	"X-Original-Host", "X-Host", "X-Original-URI", "X-Original-URL", "X-Rewrite-URL", "X-Envoy-Original-Path",
+}
+
+var methodOverrides = []string{"X-HTTP-Method-Override", "X-HTTP-Method", "X-Method-Override"}
+
+// overridingUpstream acts on a method-override header the way Express's
+// method-override, Rails and Laravel do, and records the method it acted on.
+func overridingUpstream(t *testing.T) (string, func() []string) {
+	var mu sync.Mutex
+	var acted []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		m := r.Method
+		for _, k := range methodOverrides {
+			if v := r.Header.Get(k); v != "" && r.Method == http.MethodPost {
+				m = strings.ToUpper(v)
+			}
+		}
+		mu.Lock()
+		acted = append(acted, m+" "+r.URL.Path)
+		mu.Unlock()
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL, func() []string { mu.Lock(); defer mu.Unlock(); return append([]string(nil), acted...) }
+}
+
+// Issue 8 item 4: a POST with X-HTTP-Method-Override: DELETE deleted on a
+// route limited to GET and POST; identity headers and the client's Host
+// reached upstreams.
+func TestClientIdentityAndMethodOverrideHeadersNeverReachUpstreams(t *testing.T) {
+	for _, trusted := range []bool{false, true} {
+		t.Run(map[bool]string{false: "untrusted client", true: "trusted proxy"}[trusted], func(t *testing.T) {
+			up, acted := overridingUpstream(t)
+			e := newEnv(t, withConfig(func(c *config.Config) {
+				c.Frontends[0].Routes = append(c.Frontends[0].Routes,
+					config.Route{Prefix: "/api/items", Upstream: up, Methods: []string{"GET", "POST"}})
+				if trusted {
+					c.Server.TrustedProxies = []string{"127.0.0.0/8"}
+				}
+			}))
+			b := e.browser()
+			b.login("/web", e.admin())
+
+			for _, k := range methodOverrides {
+				b.do(http.MethodPost, "/web/api/items/7", http.Header{"X-Csrf": {"1"}, k: {"DELETE"}}, "")
+			}
+			if got := acted(); len(got) != len(methodOverrides) || slices.ContainsFunc(got, func(s string) bool { return s != "POST /api/items/7" }) {
+				t.Errorf("the upstream acted as %q, want only POST", got)
+			}
+
+			h := http.Header{"X-Csrf": {"1"}}
+			for _, k := range clientHeaders {
+				h.Set(k, "evil")
+			}
+			req, _ := http.NewRequest(http.MethodGet, e.public+"/web/api/orders/1", nil)
+			req.Header = h
+			req.Host = "evil.example"
+			req.AddCookie(b.cookie("bff-web")) // the jar files cookies by Host
+			resp, err := b.Client.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				t.Fatalf("status %d %s", resp.StatusCode, readBody(resp))
+			}
+			got := e.orders.last(t).Header
+			for _, k := range clientHeaders {
+				if v := got.Get(k); v != "" && !trusted {
+					t.Errorf("the upstream received the client's %s: %q", k, v)
+				} else if v != "evil" && trusted {
+					t.Errorf("a trusted proxy's %s did not reach the upstream: %q", k, v)
+				}
+			}
+			if xfh := got.Get("X-Forwarded-Host"); xfh != strings.TrimPrefix(e.public, "http://") {
+				t.Errorf("X-Forwarded-Host = %q, want public_url's host, never the client's Host", xfh)
+			}
+			if xfp := got.Get("X-Forwarded-Proto"); xfp != "http" {
+				t.Errorf("X-Forwarded-Proto = %q, want public_url's scheme", xfp)
+			}
+		})
+	}
+}
+
+// Issue 8 item 8: an upstream cannot wipe the browser's site data (every
+// frontend's session cookie and storage on the host), and its redirects to
+// its own address, scheme-relative included, come back as the gateway's
+// path; one outside the route is dropped rather than disclose the host.
+func TestUpstreamCannotClearSiteDataOrDiscloseItsAddress(t *testing.T) {
+	var self string
+	evil := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Clear-Site-Data", `"cookies", "storage", "cache"`)
+		w.Header().Set("Location", strings.ReplaceAll(r.URL.Query().Get("loc"), "SELF", self))
+		w.WriteHeader(http.StatusFound)
+	}))
+	defer evil.Close()
+	self = strings.TrimPrefix(evil.URL, "http://")
+	e := newEnv(t, withConfig(func(c *config.Config) {
+		c.Frontends[0].Routes = append(c.Frontends[0].Routes,
+			config.Route{Prefix: "/evil", Upstream: evil.URL + "/base", StripPrefix: true, Token: config.TokenNone})
+	}))
+	b := e.browser()
+	for _, c := range []struct{ loc, want string }{
+		{"//SELF/base/next?x=1", "/web/evil/next?x=1"},
+		{"http://SELF/base/next", "/web/evil/next"},
+		{`/\SELF/base/next`, "/web/evil/next"},
+		{"//SELF/internal/admin", ""},
+		{"//SELF", ""},
+		{"/web/elsewhere", "/web/elsewhere"},
+	} {
+		t.Run(c.loc, func(t *testing.T) {
+			resp := b.get("/web/evil/x?loc="+url.QueryEscape(c.loc), nil)
+			if resp.StatusCode != http.StatusFound {
+				t.Fatalf("status %d", resp.StatusCode)
+			}
+			if v := resp.Header.Values("Clear-Site-Data"); len(v) != 0 {
+				t.Errorf("the upstream's Clear-Site-Data %q reached the browser", v)
+			}
+			loc := resp.Header.Get("Location")
+			if loc != c.want {
+				t.Errorf("Location = %q, want %q", loc, c.want)
+			}
+			if strings.Contains(loc, self) || strings.Contains(loc, "127.0.0.1") {
+				t.Errorf("Location %q discloses the upstream's address", loc)
+			}
+		})
 	}
 }
