@@ -71,6 +71,7 @@ func (c *Config) frontendDefaults(f *Frontend) {
 	if len(f.OIDC.Scopes) == 0 {
 		f.OIDC.Scopes = defaultScopes()
 	}
+	c.oidcDefaults(f)
 	setString(&f.Cookie.SameSite, "strict")
 	if f.Cookie.Name == "" {
 		if c.Secure() {

@@ -168,6 +168,22 @@ type OIDC struct {
 	Scopes       []string `yaml:"scopes"` // default [openid, profile, email, offline_access]
 	// AuthParams are extra authorize parameters (audience, prompt, acr_values...).
 	AuthParams map[string]string `yaml:"auth_params"`
+	// ClientAuth is how the BFF authenticates at the token, PAR and
+	// revocation endpoints: client_secret_basic (default),
+	// client_secret_post or private_key_jwt.
+	ClientAuth string `yaml:"client_auth"`
+	// PrivateKeyFile is the PEM private key (RSA >= 2048 bits or EC P-256)
+	// for private_key_jwt, relative to the file it is written in.
+	PrivateKeyFile string `yaml:"private_key_file"`
+	// PrivateKeyPath is PrivateKeyFile resolved by ApplyDefaults.
+	PrivateKeyPath string `yaml:"-"`
+	// PAR is auto (default: when the provider offers it), always or never.
+	PAR string `yaml:"par"`
+	// DPoP asks for DPoP-bound tokens with a key per session; false by
+	// default (profile fapi2 implies true).
+	DPoP bool `yaml:"dpop"`
+	// Profile is "" or fapi2 (FAPI 2.0 Security Profile client).
+	Profile string `yaml:"profile"`
 }
 
 // Cookie configures the session cookie.

@@ -64,6 +64,7 @@ func (v *validator) frontend(w where, f *Frontend) {
 	}
 
 	v.oidc(w, &f.OIDC)
+	v.clientAuth(w, f)
 
 	switch f.Cookie.SameSite {
 	case "strict", "lax":
@@ -153,7 +154,7 @@ func (v *validator) oidc(w where, o *OIDC) {
 	if o.ClientID == "" {
 		w.errorf("oidc.client_id", "is required")
 	}
-	if o.ClientSecret == "" {
+	if o.ClientSecret == "" && o.ClientAuth != PrivateKeyJWT {
 		w.errorf("oidc.client_secret", "is required: every BFF is a confidential client")
 	}
 	if !slices.Contains(o.Scopes, "openid") {
