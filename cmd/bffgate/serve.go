@@ -97,8 +97,9 @@ func serve(ctx context.Context, cfg *config.Config, o gateway.Options, reload fu
 	for i, s := range servers {
 		go func() { errc <- s.Serve(listeners[i]) }()
 	}
-	// Warm provider metadata so the first login does not pay for discovery.
-	go func() { _ = gw.Router.Ready(context.WithoutCancel(ctx)) }()
+	// Warm provider metadata so the first login does not pay for discovery,
+	// and warn of a store or provider that cannot be reached, on each retry.
+	go gw.WatchStartup(ctx)
 
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)

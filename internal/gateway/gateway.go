@@ -192,7 +192,9 @@ func (g *Gateway) adminEndpoints() map[string]http.Handler {
 			if failing, err := g.Ready(r.Context()); err != nil {
 				// The causes name internal hosts and resolvers: they go to the
 				// log; the answer (often on the public listener) names parts.
-				g.logger.Warn("not ready", "error", err)
+				// Debug only: a probe every few seconds must not flood the log;
+				// WatchStartup warns of each failing part on its own schedule.
+				g.logger.Debug("not ready", "error", err)
 				body, _ := json.Marshal(map[string]any{"status": "unavailable", "failing": failing})
 				writeJSON(w, http.StatusServiceUnavailable, string(body))
 				return
