@@ -176,7 +176,9 @@ func (r *refresher) whileLocked(ctx context.Context, locker sessions.Locker, key
 }
 
 func (r *refresher) reload(ctx context.Context, ls *loadedSession) (*sessions.Session, error) {
-	cur, err := r.b.deps.Sessions.Load(ctx, r.b.binding, ls.ref)
+	// From the store itself: the tokens the last lock holder wrote may not
+	// have reached an in-process cache yet.
+	cur, err := r.b.deps.Sessions.Load(sessions.FreshRead(ctx), r.b.binding, ls.ref)
 	switch {
 	case err == nil:
 		return cur, nil

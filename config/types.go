@@ -90,6 +90,23 @@ type Sessions struct {
 	// Required for the redis store (every instance must share them); with the
 	// memory store, random keys are generated when empty.
 	CookieKeys []CookieKey `yaml:"cookie_keys"`
+	// Cache is the in-process cache of session records (redis store only).
+	Cache SessionCache `yaml:"cache"`
+}
+
+// SessionCache configures the in-process cache in front of the Redis store.
+// Every instance drops an entry as soon as any instance writes or ends that
+// session (Redis pub/sub), so revocation stays immediate.
+type SessionCache struct {
+	// Enabled: nil means on with the redis store (and moot with memory).
+	Enabled *bool `yaml:"enabled"`
+	// MaxEntries bounds the cache (about 2 KB each). Zero means 10000.
+	MaxEntries int `yaml:"max_entries"`
+}
+
+// On reports whether the cache is in use: the redis store, not disabled.
+func (c SessionCache) On(store string) bool {
+	return store == "redis" && (c.Enabled == nil || *c.Enabled)
 }
 
 // CookieKey is one securecookie key pair, both base64 (std or URL encoding).

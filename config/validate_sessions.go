@@ -41,6 +41,9 @@ func (v *validator) sessions() {
 	if ss.RefreshMargin < 0 {
 		v.add(file, "sessions.refresh_margin", "must not be negative")
 	}
+	if ss.Cache.MaxEntries < 0 {
+		v.add(file, "sessions.cache.max_entries", "must not be negative")
+	}
 }
 
 func (v *validator) redis() {

@@ -131,7 +131,11 @@ func (m *Manager) Store() Store { return m.store }
 
 // SessionKeyPrefix is the prefix of every session record key (prefix + "s:{"),
 // for an operator scanner; ReadMeta reads the records it finds.
-func (m *Manager) SessionKeyPrefix() string { return m.prefix + "s:{" }
+func (m *Manager) SessionKeyPrefix() string { return RecordKeyPrefix(m.prefix) }
+
+// RecordKeyPrefix is the prefix of every session record key of a Manager
+// whose Options.KeyPrefix is keyPrefix: the keys a cache of records holds.
+func RecordKeyPrefix(keyPrefix string) string { return keyPrefix + "s:{" }
 
 // SessionIDFromKey returns the session id in a record key found under
 // SessionKeyPrefix, for DeleteByID; ok=false for any other key.

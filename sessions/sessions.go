@@ -125,3 +125,22 @@ type Indexer interface {
 type Scanner interface {
 	Scan(ctx context.Context, prefix string, fn func(key string) error) error
 }
+
+// freshReadKey marks a context whose reads must come from the shared store
+// itself, past any in-process cache.
+type freshReadKey struct{}
+
+// FreshRead returns ctx marked so that a caching Store decorator reads
+// through to the shared store. The token refresh re-reads a session with it
+// once it holds the refresh lock: the instance that refreshed before it has
+// published its write, but that invalidation may still be on its way, and
+// spending an already-rotated refresh token would end the session.
+func FreshRead(ctx context.Context) context.Context {
+	return context.WithValue(ctx, freshReadKey{}, true)
+}
+
+// IsFreshRead reports whether ctx was marked by FreshRead.
+func IsFreshRead(ctx context.Context) bool {
+	v, _ := ctx.Value(freshReadKey{}).(bool)
+	return v
+}

@@ -16,6 +16,7 @@ import (
 	"github.com/bffgate/bffgate/config"
 	"github.com/bffgate/bffgate/internal/gateway"
 	"github.com/bffgate/bffgate/sessions"
+	"github.com/bffgate/bffgate/sessions/cache"
 	"github.com/bffgate/bffgate/sessions/redisstore"
 )
 
@@ -112,9 +113,19 @@ func cmdSessions(ctx context.Context, args []string, stdout, stderr io.Writer) i
 		return exitFail
 	}
 	defer client.Close()
+	// Every revocation is published, so that serving instances drop the
+	// session from their in-process caches at once.
+	prefix := cfg.Sessions.Redis.KeyPrefix
+	store, err := cache.NewPublisher(redisstore.New(client), client, cache.Options{
+		Prefix: sessions.RecordKeyPrefix(prefix), Channel: cache.Channel(prefix),
+	})
+	if err != nil {
+		fmt.Fprintf(stderr, "bffgate sessions: %v\n", err)
+		return exitFail
+	}
 	// The Manager needs the keys to exist, not to open anything: list and
 	// revoke read only the records' clear metadata.
-	m, err := sessions.NewManager(redisstore.New(client), sessions.Options{KeyPrefix: cfg.Sessions.Redis.KeyPrefix, Keys: keys})
+	m, err := sessions.NewManager(store, sessions.Options{KeyPrefix: prefix, Keys: keys})
 	if err != nil {
 		fmt.Fprintf(stderr, "bffgate sessions: %v\n", err)
 		return exitFail

@@ -31,6 +31,7 @@ import (
 	"github.com/bffgate/bffgate/frontends"
 	"github.com/bffgate/bffgate/internal/observe"
 	"github.com/bffgate/bffgate/sessions"
+	"github.com/bffgate/bffgate/sessions/cache"
 	"github.com/bffgate/bffgate/sessions/memstore"
 	"github.com/bffgate/bffgate/sessions/redisstore"
 )
@@ -50,6 +51,7 @@ type Gateway struct {
 
 	store   store
 	redis   redis.UniversalClient
+	cache   *cache.Cache // nil: no session cache
 	logger  *slog.Logger
 	metrics *observe.Metrics
 	front   http.Handler // Router behind the request id, access log and request metrics
@@ -85,7 +87,22 @@ func New(cfg *config.Config, o Options) (*Gateway, error) {
 			}
 		}
 		g.redis = c
-		g.store = redisstore.New(c)
+		rs := redisstore.New(c)
+		g.store = rs
+		if cfg.Sessions.Cache.On(cfg.Sessions.Store) {
+			prefix := cfg.Sessions.Redis.KeyPrefix
+			ch, err := cache.New(rs, c, cache.Options{
+				Prefix:     sessions.RecordKeyPrefix(prefix),
+				Channel:    cache.Channel(prefix),
+				MaxEntries: cfg.Sessions.Cache.MaxEntries,
+				Logger:     o.Logger,
+			})
+			if err != nil {
+				return nil, fmt.Errorf("%s: sessions.cache: %w", cfg.Path, err)
+			}
+			g.cache, g.store = ch, ch
+			registerCacheMetrics(g.Registry, ch)
+		}
 	default:
 		g.store = memstore.New()
 	}
@@ -137,6 +154,9 @@ func (g *Gateway) Reload(fes []config.Frontend) error {
 
 // Close releases the store connection.
 func (g *Gateway) Close() error {
+	if g.cache != nil {
+		_ = g.cache.Close()
+	}
 	if g.redis != nil {
 		return g.redis.Close()
 	}
@@ -320,4 +340,26 @@ func random(n int) []byte {
 	b := make([]byte, n)
 	_, _ = rand.Read(b)
 	return b
+}
+
+// registerCacheMetrics exposes the session cache's counters.
+func registerCacheMetrics(reg *prometheus.Registry, c *cache.Cache) {
+	counter := func(name, help string, v func(cache.Stats) uint64) {
+		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "bffgate_session_cache_" + name, Help: help},
+			func() float64 { return float64(v(c.Stats())) }))
+	}
+	counter("hits_total", "Session reads served from the in-process cache.", func(s cache.Stats) uint64 { return s.Hits })
+	counter("misses_total", "Session reads that went to Redis while the cache was live.", func(s cache.Stats) uint64 { return s.Misses })
+	counter("bypassed_total", "Session reads that went to Redis because the invalidation channel was not live.", func(s cache.Stats) uint64 { return s.Bypassed })
+	counter("invalidations_total", "Invalidation messages applied.", func(s cache.Stats) uint64 { return s.Invalidations })
+	counter("channel_losses_total", "Times the invalidation channel was lost (the cache was emptied).", func(s cache.Stats) uint64 { return s.Losses })
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "bffgate_session_cache_entries", Help: "Session records held in the in-process cache."},
+		func() float64 { return float64(c.Stats().Entries) }))
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "bffgate_session_cache_live", Help: "1 while the cache may serve (invalidation channel subscribed), else 0."},
+		func() float64 {
+			if c.Live() {
+				return 1
+			}
+			return 0
+		}))
 }
