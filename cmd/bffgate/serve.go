@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -23,20 +22,14 @@ func newLogger(w io.Writer) *slog.Logger {
 }
 
 func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	path := fs.String("config", defaultCfg, "configuration file")
-	if err := fs.Parse(args); err != nil {
+	fs := newFlags("serve", serveUsage, stderr)
+	path, given := configFlag(fs)
+	if !parseFlags(fs, args, stderr) {
 		return exitUsage
 	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "bffgate serve: unexpected argument %q\n", fs.Arg(0))
-		return exitUsage
-	}
-	cfg, err := config.Load(*path)
-	if err != nil {
-		printProblems(stderr, err)
-		return exitFail
+	cfg, code := loadConfig("serve", *path, given(), stderr)
+	if cfg == nil {
+		return code
 	}
 	level := logLevel(cfg.Server.LogLevel)
 	logger := newLoggerAt(stderr, level)
@@ -158,16 +151,4 @@ func newServer(h http.Handler, logger *slog.Logger) *http.Server {
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
-}
-
-// printProblems writes each configuration problem on its own line.
-func printProblems(w io.Writer, err error) {
-	type multi interface{ Unwrap() []error }
-	if m, ok := err.(multi); ok {
-		for _, e := range m.Unwrap() {
-			printProblems(w, e)
-		}
-		return
-	}
-	fmt.Fprintln(w, err)
 }
