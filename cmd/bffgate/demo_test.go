@@ -248,7 +248,9 @@ func TestDemoUsage(t *testing.T) {
 		{[]string{"demo", "bogus"}, exitUsage, `unknown subcommand "bogus"`},
 		{[]string{"demo", "idp", "extra"}, exitUsage, `unexpected argument "extra"`},
 		{[]string{"demo", "services", "-nope"}, exitUsage, "flag provided but not defined"},
-		{[]string{"demo", "idp", "-h"}, exitUsage, "bffgate demo idp"},
+		// -h is help, not a usage error: stdout and exit 0 like every
+		// command (issue 9 item 7; TestCLIHelpAndExitCodes checks the text).
+		{[]string{"demo", "idp", "-h"}, exitOK, ""},
 		{[]string{"demo", "-bogus"}, exitUsage, "flag provided but not defined"},
 		{[]string{"demo", "idp", "-listen", "127.0.0.1:0", "-issuer", "idp.example"}, exitFail, "must be an http(s) URL"},
 		{[]string{"demo", "idp", "-listen", "127.0.0.1:0", "-public-url", "not a url"}, exitFail, "redirect URI"},
