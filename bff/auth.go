@@ -40,6 +40,9 @@ type pendingLogin struct {
 	Verifier     string `json:"v"`
 	ReturnTo     string `json:"r"`
 	AppChallenge string `json:"ac,omitempty"`
+	// AppState is the app's own OAuth state (mobile), given back unchanged
+	// on the redirect to the app.
+	AppState string `json:"as,omitempty"`
 }
 
 func randomString(n int) string {
@@ -88,18 +91,8 @@ func (b *BFF) login(c echo.Context) error {
 		ReturnTo: q.Get("returnTo"),
 	}
 	if b.fe.Kind == config.KindMobile {
-		if p.ReturnTo == "" {
-			return badRequest("returnTo is required: the app redirect URI registered in return_to")
-		}
-		if !validAppReturnTo(p.ReturnTo, b.fe.ReturnTo) {
-			return badRequest("returnTo is not one of this app's registered redirect URIs")
-		}
-		p.AppChallenge = q.Get("code_challenge")
-		if m := q.Get("code_challenge_method"); m != "" && m != "S256" {
-			return badRequest("code_challenge_method must be S256")
-		}
-		if !validChallenge(p.AppChallenge) {
-			return badRequest("code_challenge is required: base64url(SHA-256(code_verifier)), 43 characters")
+		if err := mobileLoginParams(q, b.fe.ReturnTo, &p); err != nil {
+			return err
 		}
 	} else {
 		if p.ReturnTo == "" {
@@ -256,14 +249,16 @@ func (b *BFF) callback(c echo.Context) error {
 		AbsoluteExpiry: now.Add(b.fe.Session.AbsoluteTimeout),
 		IdleTimeout:    b.fe.Session.IdleTimeout,
 	}
+	if b.fe.Kind == config.KindMobile {
+		// The session is created when the app redeems the code (mobile.go):
+		// a code that is never redeemed leaves no session behind.
+		return b.handoff(c, s, p)
+	}
 	ref, err := b.deps.Sessions.Create(ctx, b.binding, s)
 	if err != nil {
 		return storeDown(err)
 	}
 	b.loggedIn(ctx, s)
-	if b.fe.Kind == config.KindMobile {
-		return b.handoff(c, ref, p)
-	}
 	b.setSessionCookie(c, ref)
 	return c.Redirect(http.StatusFound, p.ReturnTo)
 }

@@ -162,6 +162,8 @@ func (b *BFF) buildRoutes() error {
 	g.POST("/backchannel-logout", b.backchannelLogout)
 	if b.fe.Kind == config.KindMobile {
 		g.POST("/session", b.redeemHandoff)
+		g.POST("/revoke", b.revokeHandle)
+		e.GET(b.base+"/.well-known/oauth-authorization-server", b.authServerMetadata)
 	}
 	g.RouteNotFound("/*", func(echo.Context) error {
 		return httperr.New(http.StatusNotFound, httperr.CodeNotFound, "no such BFF endpoint")
