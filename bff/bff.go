@@ -148,7 +148,7 @@ func (b *BFF) buildRoutes() error {
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = b.handleError
 	b.e = e
-	e.Use(b.observeRoutes())
+	e.Use(b.observeRoutes(), ownHeaders)
 	if len(b.fe.CORS.AllowedOrigins) > 0 {
 		e.Use(b.cors())
 	}
@@ -186,7 +186,7 @@ func (b *BFF) buildRoutes() error {
 			Logger:         b.log.With(slog.String("route", rt.Prefix)),
 		})
 		p.Transport = b.observeUpstream(rt.Prefix, p.Transport)
-		h := b.routeHandler(rt, p)
+		h := b.routeHandler(rt, forwardedAnswer(p))
 		prefix := b.base + strings.TrimSuffix(rt.Prefix, "/")
 		paths := []string{prefix + "/*"}
 		if prefix != "" {

@@ -55,13 +55,14 @@ func Wrap(status int, code, msg string, cause error) *Error {
 	return &Error{Status: status, Code: code, Message: msg, Err: cause}
 }
 
-// Write sends e as JSON. Error answers are never cached: some of them
-// depend on the session.
+// Write sends e as JSON. Error answers are never cached (some of them
+// depend on the session), never sniffed as HTML and never framed.
 func Write(w http.ResponseWriter, e *Error) {
 	h := w.Header()
 	h.Set("Content-Type", "application/json; charset=utf-8")
 	h.Set("Cache-Control", "no-store")
 	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Content-Security-Policy", "frame-ancestors 'none'")
 	if e.Status == http.StatusUnauthorized && h.Get("WWW-Authenticate") == "" {
 		// Tells API clients (and curl users) why, without inviting a browser prompt.
 		h.Set("WWW-Authenticate", `Bearer realm="bffgate"`)

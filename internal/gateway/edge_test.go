@@ -440,3 +440,64 @@ func TestUpstreamCannotClearSiteDataOrDiscloseItsAddress(t *testing.T) {
 		})
 	}
 }
+
+// Issue 8 item 13: every answer the gateway writes itself carries
+// X-Content-Type-Options: nosniff and may not be framed; /bff answers and
+// errors are never cached. What an upstream answers keeps its own headers.
+func TestGatewayOwnAnswersCarrySecurityHeaders(t *testing.T) {
+	e := newEnv(t)
+	b := e.browser()
+	callback := b.login("/web", e.admin())
+	anon := e.browser()
+	csrf := http.Header{"X-Csrf": {"1"}}
+	html := http.Header{"Accept": {"text/html"}}
+
+	cases := []struct {
+		name  string
+		resp  func() *http.Response
+		store bool // Cache-Control: no-store expected
+	}{
+		{"callback redirect", func() *http.Response { return callback }, true},
+		{"login redirect", func() *http.Response { return anon.get("/web/bff/login", nil) }, true},
+		{"user", func() *http.Response { return b.get("/web/bff/user", csrf) }, true},
+		{"user without session", func() *http.Response { return anon.get("/web/bff/user", csrf) }, true},
+		{"callback without state, for a browser", func() *http.Response { return anon.get("/web/bff/callback?code=x", html) }, true},
+		{"unknown bff endpoint", func() *http.Response { return b.get("/web/bff/nothing", nil) }, true},
+		{"route without session", func() *http.Response { return anon.get("/web/api/orders/1", csrf) }, true},
+		{"route method not allowed", func() *http.Response { return b.do(http.MethodPost, "/web/api/readonly/x", csrf, "") }, true},
+		{"no route in the frontend", func() *http.Response { return b.get("/web/nothing", html) }, true},
+		{"no frontend", func() *http.Response { return b.get("/nowhere", html) }, true},
+		{"refused path", func() *http.Response { return b.get("/web/api/orders/a;b", csrf) }, true},
+		{"TRACE", func() *http.Response { return b.do("TRACE", "/web/api/orders/1", csrf, "") }, true},
+		{"healthz", func() *http.Response { return anon.get("/healthz", nil) }, true},
+		{"readyz", func() *http.Response { return anon.get("/readyz", nil) }, true},
+		{"metrics", func() *http.Response { return anon.get("/metrics", nil) }, false},
+		{"logout", func() *http.Response { return b.do(http.MethodPost, "/web/bff/logout", csrf, "") }, true},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			resp := c.resp()
+			h := resp.Header
+			if got := h.Get("X-Content-Type-Options"); got != "nosniff" {
+				t.Errorf("status %d: X-Content-Type-Options %q", resp.StatusCode, got)
+			}
+			if got := h.Get("Cache-Control"); c.store && !strings.Contains(got, "no-store") {
+				t.Errorf("status %d: Cache-Control %q", resp.StatusCode, got)
+			}
+			ct := h.Get("Content-Type")
+			csp := h.Get("Content-Security-Policy")
+			if (strings.HasPrefix(ct, "text/html") || strings.Contains(resp.Request.URL.Path, "/bff/")) && !strings.Contains(csp, "frame-ancestors 'none'") {
+				t.Errorf("status %d (%s): Content-Security-Policy %q", resp.StatusCode, ct, csp)
+			}
+		})
+	}
+
+	// An upstream's answer is its own: the gateway adds no policy to it.
+	resp := e.browser().get("/web/api/public/page", nil)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("public route: %d", resp.StatusCode)
+	}
+	if v := resp.Header.Values("Content-Security-Policy"); len(v) != 0 {
+		t.Errorf("the gateway added %q to an upstream's answer", v)
+	}
+}

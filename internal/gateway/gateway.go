@@ -204,6 +204,10 @@ func (g *Gateway) adminEndpoints() map[string]http.Handler {
 		})
 	}
 	metrics := promhttp.HandlerFor(g.Registry, promhttp.HandlerOpts{})
+	metricsNoSniff := func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Content-Type-Options", "nosniff")
+		metrics.ServeHTTP(w, r)
+	}
 	return map[string]http.Handler{
 		"/healthz": getOnly(func(w http.ResponseWriter, r *http.Request) {
 			writeJSON(w, http.StatusOK, `{"status":"ok"}`)
@@ -221,7 +225,7 @@ func (g *Gateway) adminEndpoints() map[string]http.Handler {
 			}
 			writeJSON(w, http.StatusOK, `{"status":"ready"}`)
 		}),
-		"/metrics": getOnly(metrics.ServeHTTP),
+		"/metrics": getOnly(metricsNoSniff),
 	}
 }
 
@@ -248,6 +252,7 @@ func (g *Gateway) Ready(ctx context.Context) (failing []string, err error) {
 func writeJSON(w http.ResponseWriter, status int, body string) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(status)
 	_, _ = w.Write([]byte(body + "\n"))
 }
