@@ -201,7 +201,7 @@ func (b *BFF) callback(c echo.Context) error {
 	if q.Has("iss") && q.Get("iss") != meta.issuer {
 		return loginFail(LoginInvalidResponse, badRequest("the callback's iss parameter does not name this frontend's provider"))
 	}
-	tok, err := meta.oauth.Exchange(b.providerCtx(ctx), code, oauth2.VerifierOption(p.Verifier))
+	tok, err := b.tokens.exchangeCode(ctx, meta, code, p.Verifier, nil)
 	if err != nil {
 		var re *oauth2.RetrieveError
 		if errors.As(err, &re) && re.Response != nil && re.Response.StatusCode < 500 {
@@ -384,20 +384,7 @@ func (b *BFF) revoke(ctx context.Context, meta *providerMeta, s *sessions.Sessio
 	}
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
-	form := url.Values{"token": {s.RefreshToken}, "token_type_hint": {"refresh_token"}}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, meta.revocation, strings.NewReader(form.Encode()))
-	if err != nil {
-		return
-	}
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.SetBasicAuth(url.QueryEscape(b.fe.OIDC.ClientID), url.QueryEscape(b.fe.OIDC.ClientSecret))
-	resp, err := b.deps.HTTPClient.Do(req)
-	if err != nil {
+	if err := b.tokens.revoke(ctx, meta, s.RefreshToken, "refresh_token"); err != nil {
 		b.log.WarnContext(ctx, "refresh token revocation failed", "error", err)
-		return
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		b.log.WarnContext(ctx, "refresh token revocation refused", "status", resp.StatusCode)
 	}
 }

@@ -65,6 +65,7 @@ type BFF struct {
 	publicURL *url.URL
 	refresh   *refresher
 	client    *clientTokens // token: client routes
+	tokens    *tokenClient  // every request to the token, PAR and revocation endpoints
 }
 
 // New builds the BFF for fe (already defaulted and validated).
@@ -117,6 +118,9 @@ func New(fe config.Frontend, d Deps) (*BFF, error) {
 		client:       d.HTTPClient,
 		now:          d.Now,
 	}
+	if b.tokens, err = newTokenClient(fe.OIDC, d.HTTPClient, d.Now); err != nil {
+		return nil, fmt.Errorf("frontend %q: %w", fe.Name, err)
+	}
 	b.refresh = newRefresher(b)
 	b.client = newClientTokens(b)
 	if err := b.buildRoutes(); err != nil {
@@ -160,6 +164,7 @@ func (b *BFF) buildRoutes() error {
 	g.GET("/logout", b.logoutGet)
 	g.POST("/logout", b.logoutPost)
 	g.POST("/backchannel-logout", b.backchannelLogout)
+	g.GET("/jwks", b.jwks)
 	if b.fe.Kind == config.KindMobile {
 		g.POST("/session", b.redeemHandoff)
 		g.POST("/revoke", b.revokeHandle)

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"golang.org/x/oauth2"
-	"golang.org/x/oauth2/clientcredentials"
 
 	"github.com/bffgate/bffgate/bff/httperr"
 	"github.com/bffgate/bffgate/sessions"
@@ -167,13 +166,7 @@ func (c *clientTokens) fetch(ctx context.Context) (sharedToken, error) {
 	if err != nil {
 		return sharedToken{}, c.b.providerDown(err)
 	}
-	cfg := clientcredentials.Config{
-		ClientID:     c.b.fe.OIDC.ClientID,
-		ClientSecret: c.b.fe.OIDC.ClientSecret,
-		TokenURL:     meta.oauth.Endpoint.TokenURL,
-		AuthStyle:    meta.oauth.Endpoint.AuthStyle,
-	}
-	tok, err := cfg.Token(c.b.providerCtx(ctx))
+	tok, err := c.b.tokens.clientCredentials(ctx, meta, nil, nil)
 	if err != nil {
 		var re *oauth2.RetrieveError
 		if errors.As(err, &re) && re.Response != nil {

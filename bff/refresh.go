@@ -198,7 +198,7 @@ func (r *refresher) refreshNow(ctx context.Context, s *sessions.Session) (*sessi
 	if err != nil {
 		return r.fallback(ctx, s, err)
 	}
-	tok, err := meta.oauth.TokenSource(r.b.providerCtx(ctx), &oauth2.Token{RefreshToken: s.RefreshToken}).Token()
+	tok, err := r.b.tokens.refresh(ctx, meta, s.RefreshToken, nil)
 	if err != nil {
 		if code, rejected := refreshTokenRejected(err); rejected {
 			r.b.log.InfoContext(ctx, "refresh token rejected; session ended", "sub", s.Subject, "error_code", code)

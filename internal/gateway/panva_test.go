@@ -2,8 +2,16 @@ package gateway_test
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/pem"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -157,5 +165,91 @@ func TestPanvaPlainLogin(t *testing.T) {
 	final, err := e.op.ConfirmLogout(context.Background(), b.Client, resp.Header.Get("Location"))
 	if err != nil || final != e.public+"/web/" {
 		t.Fatalf("logout at the provider ended at %q: %v", final, err)
+	}
+}
+
+// writeClientKey writes a fresh PKCS#8 PEM key for private_key_jwt (keys are
+// made at test time, never committed).
+func writeClientKey(t testing.TB, key any) string {
+	t.Helper()
+	der, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "client-key.txt")
+	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// Every client authentication method against oidc-provider, which checks
+// them for real: the code exchange, the refresh token's revocation at
+// logout (revoking it ends the grant, so the access token dies too), and for
+// private_key_jwt the provider fetches the public key from M/bff/jwks.
+func TestPanvaClientAuthentication(t *testing.T) {
+	ec, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	rsaKey, _ := rsa.GenerateKey(rand.Reader, 2048)
+	tests := []struct {
+		name   string
+		method string
+		alg    string
+		key    any
+	}{
+		{"client_secret_basic", config.ClientSecretBasic, "", nil},
+		{"client_secret_post", config.ClientSecretPost, "", nil},
+		{"private_key_jwt ES256", config.PrivateKeyJWT, "ES256", ec},
+		{"private_key_jwt PS256", config.PrivateKeyJWT, "PS256", rsaKey},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			keyFile := ""
+			if tt.key != nil {
+				keyFile = writeClientKey(t, tt.key)
+			}
+			e := newPanvaEnv(t, panva.Options{}, func(public string) []map[string]any {
+				c := map[string]any{
+					"client_id": "web-bff", "token_endpoint_auth_method": tt.method,
+					"redirect_uris":             []string{public + "/web/bff/callback"},
+					"post_logout_redirect_uris": []string{public + "/web/"},
+				}
+				if tt.key == nil {
+					c["client_secret"] = "web-secret-0123456789"
+				} else {
+					c["jwks_uri"] = public + "/web/bff/jwks"
+					c["token_endpoint_auth_signing_alg"] = tt.alg
+				}
+				return []map[string]any{c}
+			}, func(issuer, orders string) config.Frontend {
+				o := config.OIDC{Issuer: issuer, ClientID: "web-bff", ClientAuth: tt.method, PrivateKeyFile: keyFile}
+				if tt.key == nil {
+					o.ClientSecret = "web-secret-0123456789"
+				}
+				return config.Frontend{Name: "web", Mount: "/web", OIDC: o,
+					Routes: []config.Route{{Prefix: "/api/orders", Upstream: orders, StripPrefix: true}}}
+			})
+			b := oidctest.NewBrowser(t)
+			jwks := e.call(t, b, "GET", "/web/bff/jwks")
+			if tt.key == nil && jwks.StatusCode != http.StatusNotFound {
+				t.Fatalf("jwks without private_key_jwt: %d", jwks.StatusCode)
+			}
+			if tt.key != nil && jwks.StatusCode != http.StatusOK {
+				t.Fatalf("jwks: %d", jwks.StatusCode)
+			}
+			e.login(t, b, "/web", "alice")
+			if resp := e.call(t, b, "GET", "/web/api/orders/1"); resp.StatusCode != 200 {
+				t.Fatalf("api: %d %s", resp.StatusCode, readBody(resp))
+			}
+			tok := strings.TrimPrefix(e.orders.last(t).Header.Get("Authorization"), "Bearer ")
+			if ti, _ := e.op.TokenInfo(context.Background(), tok); !ti.Active {
+				t.Fatal("the access token is not active at the provider")
+			}
+			if resp := e.call(t, b, "POST", "/web/bff/logout"); resp.StatusCode != http.StatusFound {
+				t.Fatalf("logout: %d", resp.StatusCode)
+			}
+			if ti, _ := e.op.TokenInfo(context.Background(), tok); ti.Active {
+				t.Fatal("logout did not revoke the grant at the provider (revocation with client authentication)")
+			}
+		})
 	}
 }
