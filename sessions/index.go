@@ -15,9 +15,12 @@ import (
 // match the session's Meta; all empty selects every session.
 type Filter struct {
 	Frontend, Subject, ProviderSID string
+	// IDPrefix selects the sessions whose id starts with it (revocation of
+	// one session by the id `sessions list` prints); it is always a scan
+	// narrowed to that prefix.
+	IDPrefix string
 }
 
-func (f Filter) empty() bool { return f == Filter{} }
 
 func (f Filter) match(m Meta) bool {
 	return (f.Frontend == "" || f.Frontend == m.Frontend) &&
@@ -198,7 +201,7 @@ func (m *Manager) find(ctx context.Context, f Filter) ([]Found, map[string][]str
 		err   error
 	)
 	switch {
-	case m.index != nil && f.Frontend != "" && (f.ProviderSID != "" || f.Subject != ""):
+	case m.index != nil && f.IDPrefix == "" && f.Frontend != "" && (f.ProviderSID != "" || f.Subject != ""):
 		found, stale, err = m.findIndexed(ctx, f)
 	case m.scan != nil:
 		found, err = m.findScan(ctx, f)
@@ -276,12 +279,55 @@ func (m *Manager) findIndexed(ctx context.Context, f Filter) ([]Found, map[strin
 func (m *Manager) findScan(ctx context.Context, f Filter) ([]Found, error) {
 	var found []Found
 	seen := make(map[string]bool)
-	err := m.scan.Scan(ctx, m.SessionKeyPrefix(), func(key string) error {
+	err := m.scanEach(ctx, f, func(s Found) error {
+		if !seen[s.ID] {
+			seen[s.ID] = true
+			found = append(found, s)
+		}
+		return nil
+	})
+	return found, err
+}
+
+// Each calls fn for every live session f selects, as the store's walk finds
+// them: unsorted, and without holding them, so that listing every session
+// of a large store takes memory for one record at a time. With a Frontend
+// and a Subject or ProviderSID (and no IDPrefix) it reads that index and
+// calls fn in Find's order. A walk may report a session twice when Redis
+// rehashes meanwhile (SCAN's guarantee); fn's error stops it.
+func (m *Manager) Each(ctx context.Context, f Filter, fn func(Found) error) error {
+	if m.index != nil && f.IDPrefix == "" && f.Frontend != "" && (f.ProviderSID != "" || f.Subject != "") {
+		found, err := m.Find(ctx, f)
+		if err != nil {
+			return err
+		}
+		for _, s := range found {
+			if err := fn(s); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if m.scan == nil {
+		return errors.New("sessions: each: the session store cannot list sessions")
+	}
+	if err := m.scanEach(ctx, f, fn); err != nil {
+		return fmt.Errorf("sessions: each: %w", err)
+	}
+	return nil
+}
+
+// scanEach walks the session records (those whose id starts with
+// f.IDPrefix) and calls fn for each live one f selects.
+func (m *Manager) scanEach(ctx context.Context, f Filter, fn func(Found) error) error {
+	if m.scan == nil {
+		return errors.New("the session store cannot list sessions")
+	}
+	err := m.scan.Scan(ctx, m.SessionKeyPrefix()+f.IDPrefix, func(key string) error {
 		id, ok := m.SessionIDFromKey(key)
-		if !ok || seen[id] {
+		if !ok {
 			return nil
 		}
-		seen[id] = true
 		value, ttl, err := m.store.Get(ctx, key)
 		if errors.Is(err, ErrNotFound) {
 			return nil
@@ -292,17 +338,16 @@ func (m *Manager) findScan(ctx context.Context, f Filter) ([]Found, error) {
 		meta, err := ReadMeta(value)
 		if err != nil {
 			meta = Meta{}
-			if !f.empty() {
+			if (f != Filter{IDPrefix: f.IDPrefix}) {
 				return nil
 			}
 		} else if !f.match(meta) {
 			return nil
 		}
-		found = append(found, Found{ID: id, Meta: meta, TTL: ttl})
-		return nil
+		return fn(Found{ID: id, Meta: meta, TTL: ttl})
 	})
 	if err != nil {
-		return nil, fmt.Errorf("scan sessions: %w", err)
+		return fmt.Errorf("scan sessions: %w", err)
 	}
-	return found, nil
+	return nil
 }

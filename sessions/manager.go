@@ -2,6 +2,7 @@ package sessions
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/aes"
 	"crypto/cipher"
@@ -15,6 +16,7 @@ import (
 	"fmt"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/gorilla/securecookie"
 )
@@ -513,6 +515,10 @@ type Meta struct {
 	ProviderSID    string
 	CreatedAt      time.Time
 	AbsoluteExpiry time.Time
+	// Name and Email come from the ID token's name (or preferred_username)
+	// and email claims, so that an operator can tell whose session a line
+	// is; empty when the provider sent none.
+	Name, Email string
 }
 
 // record is the stored value of a session.
@@ -523,6 +529,40 @@ type record struct {
 	ProviderSID    string    `json:"sid,omitempty"`
 	CreatedAt      time.Time `json:"created_at"`
 	AbsoluteExpiry time.Time `json:"absolute_expiry"`
+	Name           string    `json:"name,omitempty"`
+	Email          string    `json:"email,omitempty"`
+}
+
+// maxDisplayLen bounds the name and email kept in clear: they are for an
+// operator's eyes, and a provider could send anything.
+const maxDisplayLen = 200
+
+// displayClaims returns the name and email an operator sees for a session.
+func displayClaims(raw json.RawMessage) (name, email string) {
+	if len(raw) == 0 {
+		return "", ""
+	}
+	var c struct {
+		Name              string `json:"name"`
+		PreferredUsername string `json:"preferred_username"`
+		Email             string `json:"email"`
+	}
+	if json.Unmarshal(raw, &c) != nil {
+		return "", ""
+	}
+	name = cmp.Or(c.Name, c.PreferredUsername)
+	return truncate(name), truncate(c.Email)
+}
+
+func truncate(s string) string {
+	if len(s) <= maxDisplayLen {
+		return s
+	}
+	s = s[:maxDisplayLen]
+	for len(s) > 0 && !utf8.ValidString(s) { // do not cut a rune in half
+		s = s[:len(s)-1]
+	}
+	return s
 }
 
 // ReadMeta returns the clear metadata of a stored session record.
@@ -544,6 +584,8 @@ func ReadMeta(value []byte) (Meta, error) {
 		ProviderSID:    r.ProviderSID,
 		CreatedAt:      r.CreatedAt,
 		AbsoluteExpiry: r.AbsoluteExpiry,
+		Name:           r.Name,
+		Email:          r.Email,
 	}, nil
 }
 
@@ -552,6 +594,7 @@ func encodeRecord(skey string, key []byte, s *Session) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	name, email := displayClaims(s.Claims)
 	b, err := marshalRecordEnvelope(record{
 		V:              recordVersion,
 		Frontend:       s.Frontend,
@@ -559,6 +602,8 @@ func encodeRecord(skey string, key []byte, s *Session) ([]byte, error) {
 		ProviderSID:    s.ProviderSID,
 		CreatedAt:      s.CreatedAt,
 		AbsoluteExpiry: s.AbsoluteExpiry,
+		Name:           name,
+		Email:          email,
 	}, sealed)
 	if err != nil {
 		return nil, fmt.Errorf("encode record: %w", err)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -21,16 +22,28 @@ import (
 )
 
 const sessionsUsage = `usage:
-  bffgate sessions list   -config FILE [--frontend F] [--sub S] [--sid S]
-  bffgate sessions revoke -config FILE (--frontend F | --sub S | --sid S)... | --all
+  bffgate sessions list   -config FILE [--frontend F] [--sub S] [--sid S] [--id ID] [--json]
+  bffgate sessions revoke -config FILE (--frontend F | --sub S | --sid S | --id ID)... | --all
 
 Filters combine: every one given must match. --sub or --sid with --frontend
-reads that frontend's index; without it every session record is scanned.
+reads that frontend's index; otherwise the session records are scanned (and
+list prints them as it finds them, unsorted, without holding them all).
+
+Three different ids:
+  --id   the gateway's session id: the ID column of "sessions list" (22
+         characters). A unique prefix is enough; revoke refuses a prefix that
+         matches several sessions and lists them.
+  --sid  the identity provider's session id: the "sid" claim of the ID token
+         (SID column), shared by every frontend the user logged in to there.
+  bff.sid, shown by GET M/bff/user, is neither: it is the value a GET
+         M/bff/logout?sid= must carry, derived from the session id so that
+         the page never learns the id itself. It cannot be used here.
+--sub is the subject: the "sub" claim of the ID token (SUB column). NAME /
+EMAIL come from the ID token's name (or preferred_username) and email.
+
+list --json prints a JSON array, one object per session.
 Needs sessions.store: redis (a memory store lives inside the serving process).
 `
-
-// shortID is how many characters of a session id list prints.
-const shortID = 12
 
 // cmdSessions is the operator's view of the live sessions in the store
 // (list) and their revocation (revoke).
@@ -58,6 +71,11 @@ func cmdSessions(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	fs.StringVar(&f.Frontend, "frontend", "", "only sessions of this frontend")
 	fs.StringVar(&f.Subject, "sub", "", "only sessions of this subject (ID token sub)")
 	fs.StringVar(&f.ProviderSID, "sid", "", "only sessions of this provider session (ID token sid)")
+	fs.StringVar(&f.IDPrefix, "id", "", "only the session whose id (or a unique prefix of it) is this (ID column of list)")
+	asJSON := false
+	if sub == "list" {
+		fs.BoolVar(&asJSON, "json", false, "print a JSON array")
+	}
 	all := false
 	if sub == "revoke" {
 		fs.BoolVar(&all, "all", false, "revoke every session (no filter)")
@@ -72,13 +90,17 @@ func cmdSessions(ctx context.Context, args []string, stdout, stderr io.Writer) i
 		fmt.Fprintf(stderr, "bffgate sessions %s: unexpected argument %q\n", sub, fs.Arg(0))
 		return exitUsage
 	}
+	if f.IDPrefix != "" && strings.Trim(f.IDPrefix, idAlphabet) != "" {
+		fmt.Fprintf(stderr, "bffgate sessions %s: --id %q: a session id has only the characters A-Z a-z 0-9 - _ (the ID column of sessions list)\n", sub, f.IDPrefix)
+		return exitUsage
+	}
 	if sub == "revoke" {
 		switch {
 		case f == sessions.Filter{} && !all:
-			fmt.Fprint(stderr, "bffgate sessions revoke: give --frontend, --sub or --sid; --all revokes every session\n")
+			fmt.Fprint(stderr, "bffgate sessions revoke: give --frontend, --sub, --sid or --id; --all revokes every session\n")
 			return exitUsage
 		case f != sessions.Filter{} && all:
-			fmt.Fprint(stderr, "bffgate sessions revoke: --all takes no --frontend, --sub or --sid\n")
+			fmt.Fprint(stderr, "bffgate sessions revoke: --all takes no --frontend, --sub, --sid or --id\n")
 			return exitUsage
 		}
 	}
@@ -132,8 +154,12 @@ func cmdSessions(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	}
 
 	if sub == "revoke" {
+		audit := revokedEvent(ctx, cfg, stderr)
+		if f.IDPrefix != "" {
+			return revokeByID(ctx, m, f, audit, stdout, stderr)
+		}
 		// Each ended session is an audit event, like the gateway's own.
-		n, err := m.RevokeEach(ctx, f, revokedEvent(ctx, cfg, stderr))
+		n, err := m.RevokeEach(ctx, f, audit)
 		if err != nil {
 			fmt.Fprintf(stderr, "bffgate sessions revoke: %v (%d sessions ended before the failure)\n", err, n)
 			return exitFail
@@ -141,39 +167,159 @@ func cmdSessions(ctx context.Context, args []string, stdout, stderr io.Writer) i
 		fmt.Fprintf(stdout, "%d %s revoked\n", n, countNoun(n, "session", "sessions"))
 		return exitOK
 	}
-	found, err := m.Find(ctx, f)
+	p := newSessionPrinter(stdout, asJSON)
+	err = m.Each(ctx, f, p.print)
+	p.close()
 	if err != nil {
 		fmt.Fprintf(stderr, "bffgate sessions list: %v\n", err)
 		return exitFail
 	}
-	printSessions(stdout, found)
 	return exitOK
 }
 
-// printSessions writes one line per session and a count. Ids are shortened:
-// enough to tell sessions apart, and an id is no credential anyway (opening a
-// session takes the sealed cookie or handle).
-func printSessions(w io.Writer, found []sessions.Found) {
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tFRONTEND\tSUB\tSID\tCREATED\tEXPIRES IN")
-	for _, s := range found {
-		id := s.ID
-		if len(id) > shortID {
-			id = id[:shortID] + "…"
+// idAlphabet is base64url's: a session id is 16 random bytes in it.
+const idAlphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+
+// maxListedMatches bounds the matches an ambiguous --id lists.
+const maxListedMatches = 10
+
+var errTooMany = errors.New("too many matches")
+
+// revokeByID ends the one session whose id starts with f.IDPrefix (and that
+// the other filters select). No match or several is an error: an operator
+// revoking by id means one session, and a prefix that turns out to match
+// more must not end them all.
+func revokeByID(ctx context.Context, m *sessions.Manager, f sessions.Filter, audit func(sessions.Found), stdout, stderr io.Writer) int {
+	var matches []sessions.Found
+	err := m.Each(ctx, f, func(s sessions.Found) error {
+		if !slices.ContainsFunc(matches, func(o sessions.Found) bool { return o.ID == s.ID }) {
+			matches = append(matches, s)
 		}
-		created := "-"
-		if !s.Meta.CreatedAt.IsZero() {
-			created = s.Meta.CreatedAt.UTC().Format(time.RFC3339)
+		if len(matches) > maxListedMatches {
+			return errTooMany
 		}
-		expires := "-"
-		if s.TTL > 0 {
-			expires = s.TTL.Round(time.Second).String()
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", id, printable(s.Meta.Frontend), printable(s.Meta.Subject),
-			printable(s.Meta.ProviderSID), created, expires)
+		return nil
+	})
+	if err != nil && !errors.Is(err, errTooMany) {
+		fmt.Fprintf(stderr, "bffgate sessions revoke: %v\n", err)
+		return exitFail
 	}
-	_ = tw.Flush()
-	fmt.Fprintf(w, "%d %s (ids shortened to %d characters)\n", len(found), countNoun(len(found), "session", "sessions"), shortID)
+	switch {
+	case len(matches) == 0:
+		fmt.Fprintf(stderr, "bffgate sessions revoke: no live session has an id starting with %q (see sessions list)\n", f.IDPrefix)
+		return exitFail
+	case len(matches) > 1:
+		more := ""
+		if errors.Is(err, errTooMany) {
+			matches, more = matches[:maxListedMatches], "\n  ... and more"
+		}
+		lines := make([]string, len(matches))
+		for i, s := range matches {
+			lines[i] = "  " + s.ID + "  " + printable(s.Meta.Frontend) + "  " + printable(s.Meta.Subject)
+		}
+		fmt.Fprintf(stderr, "bffgate sessions revoke: --id %q matches several sessions; give more of the id:\n%s%s\n", f.IDPrefix, strings.Join(lines, "\n"), more)
+		return exitFail
+	}
+	n, err := m.RevokeEach(ctx, sessions.Filter{IDPrefix: matches[0].ID}, audit)
+	if err != nil {
+		fmt.Fprintf(stderr, "bffgate sessions revoke: %v\n", err)
+		return exitFail
+	}
+	fmt.Fprintf(stdout, "%d %s revoked\n", n, countNoun(n, "session", "sessions"))
+	return exitOK
+}
+
+// sessionPrinter writes sessions as they come: a table (flushed every
+// flushEvery lines, so memory stays bounded) or a JSON array.
+type sessionPrinter struct {
+	w     io.Writer
+	tw    *tabwriter.Writer
+	enc   *json.Encoder
+	n     int
+	first bool
+}
+
+const flushEvery = 500
+
+func newSessionPrinter(w io.Writer, asJSON bool) *sessionPrinter {
+	p := &sessionPrinter{w: w, first: true}
+	if asJSON {
+		p.enc = json.NewEncoder(w)
+		fmt.Fprint(w, "[")
+		return p
+	}
+	p.tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(p.tw, "ID\tFRONTEND\tSUB\tNAME / EMAIL\tSID\tCREATED\tEXPIRES IN")
+	return p
+}
+
+// jsonSession is one session in list --json.
+type jsonSession struct {
+	ID             string     `json:"id"`
+	Frontend       string     `json:"frontend"`
+	Subject        string     `json:"sub"`
+	ProviderSID    string     `json:"sid,omitempty"`
+	Name           string     `json:"name,omitempty"`
+	Email          string     `json:"email,omitempty"`
+	CreatedAt      *time.Time `json:"created_at,omitempty"`
+	AbsoluteExpiry *time.Time `json:"absolute_expiry,omitempty"`
+	ExpiresIn      int64      `json:"expires_in"` // seconds until the idle or absolute timeout; 0 unknown
+}
+
+func timePtr(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	t = t.UTC()
+	return &t
+}
+
+func (p *sessionPrinter) print(s sessions.Found) error {
+	p.n++
+	if p.enc != nil {
+		if !p.first {
+			fmt.Fprint(p.w, ",")
+		}
+		p.first = false
+		fmt.Fprint(p.w, "\n")
+		return p.enc.Encode(jsonSession{
+			ID: s.ID, Frontend: s.Meta.Frontend, Subject: s.Meta.Subject, ProviderSID: s.Meta.ProviderSID,
+			Name: s.Meta.Name, Email: s.Meta.Email,
+			CreatedAt: timePtr(s.Meta.CreatedAt), AbsoluteExpiry: timePtr(s.Meta.AbsoluteExpiry),
+			ExpiresIn: int64(s.TTL.Round(time.Second) / time.Second),
+		})
+	}
+	created := "-"
+	if !s.Meta.CreatedAt.IsZero() {
+		created = s.Meta.CreatedAt.UTC().Format(time.RFC3339)
+	}
+	expires := "-"
+	if s.TTL > 0 {
+		expires = s.TTL.Round(time.Second).String()
+	}
+	who := s.Meta.Name
+	if s.Meta.Email != "" {
+		who = strings.TrimSpace(who + " <" + s.Meta.Email + ">")
+	}
+	fmt.Fprintf(p.tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.ID, printable(s.Meta.Frontend), printable(s.Meta.Subject),
+		printableText(who), printable(s.Meta.ProviderSID), created, expires)
+	if p.n%flushEvery == 0 {
+		return p.tw.Flush()
+	}
+	return nil
+}
+
+// close ends the output: the JSON array, or the table and a count line.
+func (p *sessionPrinter) close() {
+	if p.enc != nil {
+		if !p.first {
+			fmt.Fprint(p.w, "\n")
+		}
+		fmt.Fprintln(p.w, "]")
+		return
+	}
+	_ = p.tw.Flush()
+	fmt.Fprintf(p.w, "%d %s\n", p.n, countNoun(p.n, "session", "sessions"))
 }
 
 // printable prints a value that came from the provider: "-" when empty, quoted
@@ -183,6 +329,18 @@ func printable(s string) string {
 		return "-"
 	}
 	if strings.ContainsFunc(s, func(r rune) bool { return !unicode.IsPrint(r) || unicode.IsSpace(r) }) {
+		return strconv.Quote(s)
+	}
+	return s
+}
+
+// printableText is printable for a value that may hold plain spaces (a
+// name): quoted only for other white space and control characters.
+func printableText(s string) string {
+	if s == "" {
+		return "-"
+	}
+	if strings.ContainsFunc(s, func(r rune) bool { return r != ' ' && (!unicode.IsPrint(r) || unicode.IsSpace(r)) }) {
 		return strconv.Quote(s)
 	}
 	return s

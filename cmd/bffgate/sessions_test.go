@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -102,9 +103,14 @@ func newSessionsEnv(t *testing.T) *sessionsEnv {
 
 func (e *sessionsEnv) create(frontend, sub, sid string) *sessions.Session {
 	e.t.Helper()
+	return e.createWithClaims(frontend, sub, sid, "")
+}
+
+func (e *sessionsEnv) createWithClaims(frontend, sub, sid, claims string) *sessions.Session {
+	e.t.Helper()
 	now := time.Now()
 	s := &sessions.Session{
-		Frontend: frontend, Subject: sub, ProviderSID: sid,
+		Frontend: frontend, Subject: sub, ProviderSID: sid, Claims: []byte(claims),
 		AccessToken: "at", IdleTimeout: 30 * time.Minute, AbsoluteExpiry: now.Add(12 * time.Hour),
 	}
 	if _, err := e.m.Create(e.t.Context(), "session:"+frontend, s); err != nil {
@@ -157,10 +163,10 @@ func TestSessionsListRevoke(t *testing.T) {
 		t.Errorf("list: no count line of 4 sessions:\n%s", out)
 	}
 	for _, s := range all {
-		if !strings.Contains(out, s.ID()[:shortID]+"…") || strings.Contains(out, s.ID()) {
-			t.Errorf("list: want the shortened id of %s, not the whole id:\n%s", s.ProviderSID, out)
+		line := findLine(out, s.ID())
+		if line == "" {
+			t.Errorf("list: no line with the whole id of %s:\n%s", s.ProviderSID, out)
 		}
-		line := findLine(out, s.ID()[:shortID])
 		created := s.CreatedAt.UTC().Format(time.RFC3339)
 		for _, want := range []string{s.Frontend, s.Subject, s.ProviderSID, created, "30m0s"} {
 			if !strings.Contains(line, want) {
@@ -170,7 +176,7 @@ func TestSessionsListRevoke(t *testing.T) {
 	}
 
 	out = e.wantRun(exitOK, "sessions", "list", "-config", e.cfg, "--frontend", "web", "--sub", "alice")
-	if !strings.Contains(out, "2 sessions") || !strings.Contains(out, a1.ID()[:shortID]) || !strings.Contains(out, a2.ID()[:shortID]) {
+	if !strings.Contains(out, "2 sessions") || !strings.Contains(out, a1.ID()) || !strings.Contains(out, a2.ID()) {
 		t.Errorf("list --frontend web --sub alice:\n%s", out)
 	}
 
@@ -201,7 +207,7 @@ func TestSessionsListRevoke(t *testing.T) {
 		t.Errorf("revoke --sub again: %q", out)
 	}
 	out = e.wantRun(exitOK, "sessions", "list", "-config", e.cfg)
-	if !strings.Contains(out, "1 session ") || !strings.Contains(out, b3.ID()[:shortID]) {
+	if !strings.Contains(out, "\n1 session\n") || !strings.Contains(out, b3.ID()) {
 		t.Errorf("list after revoking alice:\n%s", out)
 	}
 
@@ -279,4 +285,135 @@ func TestPrintable(t *testing.T) {
 			t.Errorf("printable(%q) = %q, want %q", tt.in, got, tt.want)
 		}
 	}
+}
+
+// TestSessionsIDNameJSON: list prints whole ids that revoke --id takes (a
+// unique prefix is enough, an ambiguous one is refused with the matches), a
+// name / email column, and --json.
+func TestSessionsIDNameJSON(t *testing.T) {
+	e := newSessionsEnv(t)
+	alice := e.createWithClaims("web", "alice", "sid-1", `{"sub":"alice","name":"Alice Liddell","email":"alice@example.com"}`)
+	bob := e.createWithClaims("web", "bob", "sid-2", `{"sub":"bob","preferred_username":"bob","email":"bob@example.com"}`)
+	carol := e.createWithClaims("admin", "carol", "", `{"sub":"carol","name":"evil\u001b[2J"}`)
+	all := []*sessions.Session{alice, bob, carol}
+
+	out := e.wantRun(exitOK, "sessions", "list", "-config", e.cfg)
+	for _, tt := range []struct {
+		s    *sessions.Session
+		want string
+	}{
+		{alice, "Alice Liddell <alice@example.com>"},
+		{bob, "bob <bob@example.com>"},
+		{carol, `"evil\x1b[2J"`},
+	} {
+		if line := findLine(out, tt.s.ID()); !strings.Contains(line, tt.want) {
+			t.Errorf("list line of %s = %q; want the whole id and %q", tt.s.Subject, line, tt.want)
+		}
+	}
+	if !strings.Contains(out, "NAME / EMAIL") {
+		t.Errorf("list: no NAME / EMAIL column:\n%s", out)
+	}
+
+	var got []struct {
+		ID, Frontend, Sub, Sid, Name, Email string
+		ExpiresIn                           int64 `json:"expires_in"`
+	}
+	out = e.wantRun(exitOK, "sessions", "list", "-config", e.cfg, "--json", "--frontend", "web")
+	if err := json.Unmarshal([]byte(out), &got); err != nil {
+		t.Fatalf("list --json: %v\n%s", err, out)
+	}
+	if len(got) != 2 {
+		t.Fatalf("list --json --frontend web: %d sessions, want 2:\n%s", len(got), out)
+	}
+	for _, g := range got {
+		want := map[string]*sessions.Session{alice.ID(): alice, bob.ID(): bob}[g.ID]
+		if want == nil || g.Sub != want.Subject || g.Sid != want.ProviderSID || g.Email == "" || g.ExpiresIn <= 0 {
+			t.Errorf("list --json entry %+v", g)
+		}
+	}
+	if out := e.wantRun(exitOK, "sessions", "list", "-config", e.cfg, "--json", "--frontend", "none"); strings.TrimSpace(out) != "[]" {
+		t.Errorf("list --json of nothing = %q; want []", out)
+	}
+
+	prefix := commonPrefix(alice.ID(), bob.ID())
+	tests := []struct {
+		name     string
+		args     []string
+		want     int
+		inStderr []string
+		live     map[*sessions.Session]bool
+	}{
+		{"bad characters", []string{"--id", "a*"}, exitUsage, []string{"A-Z a-z 0-9 - _"}, map[*sessions.Session]bool{alice: true, bob: true, carol: true}},
+		{"no such id", []string{"--id", flip(alice.ID())}, exitFail, []string{"no live session"}, map[*sessions.Session]bool{alice: true, bob: true, carol: true}},
+		{"id of another frontend", []string{"--id", alice.ID(), "--frontend", "admin"}, exitFail, []string{"no live session"}, map[*sessions.Session]bool{alice: true, bob: true, carol: true}},
+		{"unique prefix", []string{"--id", alice.ID()[:8]}, exitOK, nil, map[*sessions.Session]bool{bob: true, carol: true}},
+		{"whole id", []string{"--id", bob.ID()}, exitOK, nil, map[*sessions.Session]bool{carol: true}},
+	}
+	if prefix != "" {
+		// Only when two ids happen to share a first character.
+		tests = append([]struct {
+			name     string
+			args     []string
+			want     int
+			inStderr []string
+			live     map[*sessions.Session]bool
+		}{{"ambiguous prefix", []string{"--id", prefix}, exitFail, []string{"matches several", alice.ID(), bob.ID()}, map[*sessions.Session]bool{alice: true, bob: true, carol: true}}}, tests...)
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, stdout, stderr := e.run(append([]string{"sessions", "revoke", "-config", e.cfg}, tt.args...)...)
+			if code != tt.want {
+				t.Fatalf("exit %d, want %d\nstdout %q\nstderr %q", code, tt.want, stdout, stderr)
+			}
+			for _, w := range tt.inStderr {
+				if !strings.Contains(stderr, w) {
+					t.Errorf("stderr %q lacks %q", stderr, w)
+				}
+			}
+			if tt.want == exitOK && stdout != "1 session revoked\n" {
+				t.Errorf("stdout %q", stdout)
+			}
+			e.wantStored(tt.live, all...)
+		})
+	}
+}
+
+// TestSessionsAmbiguousID makes two sessions share an id prefix for sure:
+// a prefix of one character is shared by some pair among 70 sessions.
+func TestSessionsAmbiguousID(t *testing.T) {
+	e := newSessionsEnv(t)
+	byFirst := map[byte][]*sessions.Session{}
+	var pair []*sessions.Session
+	for i := 0; pair == nil; i++ {
+		s := e.create("web", fmt.Sprint("u", i), "")
+		byFirst[s.ID()[0]] = append(byFirst[s.ID()[0]], s)
+		if l := byFirst[s.ID()[0]]; len(l) == 2 {
+			pair = l
+		}
+	}
+	code, _, stderr := e.run("sessions", "revoke", "-config", e.cfg, "--id", pair[0].ID()[:1])
+	if code != exitFail || !strings.Contains(stderr, "matches several") ||
+		!strings.Contains(stderr, pair[0].ID()) || !strings.Contains(stderr, pair[1].ID()) {
+		t.Fatalf("ambiguous --id: exit %d, stderr %q", code, stderr)
+	}
+	e.wantStored(map[*sessions.Session]bool{pair[0]: true, pair[1]: true}, pair...)
+}
+
+func commonPrefix(a, b string) string {
+	i := 0
+	for i < len(a) && i < len(b) && a[i] == b[i] {
+		i++
+	}
+	return a[:i]
+}
+
+// flip returns id with its last character changed: a well-formed id of no
+// session.
+func flip(id string) string {
+	last := id[len(id)-1]
+	c := byte('A')
+	if last == 'A' {
+		c = 'B'
+	}
+	return id[:len(id)-1] + string(c)
 }
