@@ -1,7 +1,9 @@
 package config
 
 import (
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
@@ -11,6 +13,23 @@ import (
 	"strings"
 	"time"
 )
+
+// publishedKeys are the SHA-256 sums of cookie keys that were published as
+// defaults (docker-compose.yml's demo fallbacks until issue 8 item 14).
+// Anyone can forge and open cookies sealed with them, and the tokens at rest
+// in Redis are encrypted under keys the cookie carries, so they are refused
+// everywhere; `bffgate demo` generates its own keys and never uses them.
+var publishedKeys = []string{
+	"75c4c5832ea177a6ed7f6411d2c4f0abe14433762333f0c2d85d2217f674421e",
+	"53d7d03e51480e81d09c075cd3f6a5775a73ed738fe941571f9a4796fa966d3b",
+}
+
+const msgPublishedKey = "is a published example key (docker-compose.yml's old demo default): anyone can forge cookies sealed with it; make your own: openssl rand -base64 32"
+
+func published(key []byte) bool {
+	sum := sha256.Sum256(key)
+	return slices.Contains(publishedKeys, hex.EncodeToString(sum[:]))
+}
 
 func (v *validator) sessions() {
 	ss, file := &v.c.Sessions, v.c.Path
@@ -26,11 +45,15 @@ func (v *validator) sessions() {
 	}
 	for i, k := range ss.CookieKeys {
 		p := fmt.Sprintf("sessions.cookie_keys[%d]", i)
-		if _, err := decodeKey(k.Hash, 32, 64); err != nil {
+		if b, err := decodeKey(k.Hash, 32, 64); err != nil {
 			v.add(file, p+".hash", "%v", err)
+		} else if published(b) {
+			v.add(file, p+".hash", "%s", msgPublishedKey)
 		}
-		if _, err := decodeKey(k.Block, 32); err != nil {
+		if b, err := decodeKey(k.Block, 32); err != nil {
 			v.add(file, p+".block", "%v", err)
+		} else if published(b) {
+			v.add(file, p+".block", "%s", msgPublishedKey)
 		}
 	}
 	v.positive(file, "sessions.idle_timeout", ss.IdleTimeout)

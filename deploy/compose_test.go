@@ -32,6 +32,20 @@ const repoRoot = ".."
 // repository root, with env as the only environment.
 func loadProject(t *testing.T, env ...string) *types.Project {
 	t.Helper()
+	// The cookie keys are required (issue 8 item 14); later entries win.
+	env = append([]string{
+		"BFF_COOKIE_HASH_KEY=MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
+		"BFF_COOKIE_BLOCK_KEY=ZmVkY2JhOTg3NjU0MzIxMGZlZGNiYTk4NzY1NDMyMTA=",
+	}, env...)
+	p, err := loadProjectEnv(env)
+	if err != nil {
+		t.Fatalf("docker-compose.yml: %v", err)
+	}
+	return p
+}
+
+// loadProjectEnv is loadProject with exactly env as the environment.
+func loadProjectEnv(env []string) (*types.Project, error) {
 	opts, err := cli.NewProjectOptions(
 		[]string{filepath.Join(repoRoot, "docker-compose.yml")},
 		cli.WithWorkingDirectory(repoRoot),
@@ -39,13 +53,9 @@ func loadProject(t *testing.T, env ...string) *types.Project {
 		cli.WithResolvedPaths(true),
 	)
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
-	p, err := opts.LoadProject(context.Background())
-	if err != nil {
-		t.Fatalf("docker-compose.yml: %v", err)
-	}
-	return p
+	return opts.LoadProject(context.Background())
 }
 
 func service(t *testing.T, p *types.Project, name string) types.ServiceConfig {
@@ -116,10 +126,15 @@ func TestComposeServices(t *testing.T) {
 	if v := flagValue(t, gw, "config"); v != "/etc/bffgate/gateway.yaml" {
 		t.Errorf("gateway: -config %q", v)
 	}
-	for _, k := range []string{"BFF_COOKIE_HASH_KEY", "BFF_COOKIE_BLOCK_KEY"} {
-		if v := gw.Environment[k]; v == nil || *v == "" {
-			t.Errorf("gateway: environment %s has no default", k)
-		}
+}
+
+// TestComposeRequiresCookieKeys (issue 8 item 14): compose no longer falls
+// back to published cookie keys; without them it stops and says how to make
+// them.
+func TestComposeRequiresCookieKeys(t *testing.T) {
+	_, err := loadProjectEnv(nil)
+	if err == nil || !strings.Contains(err.Error(), "openssl rand -base64 32") {
+		t.Errorf("docker-compose.yml without cookie keys: err = %v, want the keys required, naming openssl", err)
 	}
 }
 
