@@ -109,12 +109,14 @@ func checkOrigin(s string, allowHTTP bool) string {
 	return ""
 }
 
+const msgNotHTTPURL = "must be an absolute http(s) URL"
+
 // checkHTTPURL checks an issuer or upstream: an absolute http(s) URL that may
 // have a path but no credentials, query or fragment.
 func checkHTTPURL(s string) string {
 	u, err := url.Parse(s)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Opaque != "" {
-		return "must be an absolute http(s) URL"
+		return msgNotHTTPURL
 	}
 	if u.User != nil {
 		return "must not contain credentials"

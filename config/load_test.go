@@ -438,3 +438,38 @@ func TestSpecExample(t *testing.T) {
 		t.Errorf("frontends = %+v", c.Frontends)
 	}
 }
+
+// TestWarnings loads each testdata/warn/<case>/gateway.yaml, which must be
+// valid, and compares its warnings with want.txt (-update rewrites it).
+func TestWarnings(t *testing.T) {
+	dirs, err := filepath.Glob("testdata/warn/*")
+	if err != nil || len(dirs) == 0 {
+		t.Fatalf("no cases: %v", err)
+	}
+	for _, dir := range dirs {
+		t.Run(filepath.Base(dir), func(t *testing.T) {
+			t.Chdir(dir)
+			c, err := Load("gateway.yaml")
+			if err != nil {
+				t.Fatalf("Load: %v", err)
+			}
+			var got []string
+			for _, w := range c.Warnings() {
+				got = append(got, w.Error())
+			}
+			if *update {
+				if err := os.WriteFile("want.txt", []byte(strings.Join(got, "\n")+"\n"), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			data, err := os.ReadFile("want.txt")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := strings.Split(strings.TrimRight(string(data), "\n"), "\n"); !slices.Equal(got, want) {
+				t.Errorf("warnings:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+			}
+		})
+	}
+}

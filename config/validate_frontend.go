@@ -144,10 +144,8 @@ func (v *validator) frontend(w where, f *Frontend) {
 }
 
 func (v *validator) oidc(w where, o *OIDC) {
-	if o.Issuer == "" {
-		w.errorf("oidc.issuer", "is required")
-	} else if msg := checkHTTPURL(o.Issuer); msg != "" {
-		w.errorf("oidc.issuer", "%s", msg)
+	if !w.httpURL("oidc.issuer", o.Issuer) {
+		// reported
 	} else if u, _ := url.Parse(o.Issuer); u.Scheme == "http" && !v.c.Server.AllowInsecureHTTP && !isLoopback(u.Hostname()) {
 		w.errorf("oidc.issuer", "must use https; http is only for loopback hosts, or with server.allow_insecure_http for development")
 	}

@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"net/url"
 	"regexp"
 	"slices"
 	"strings"
@@ -35,11 +36,7 @@ func (v *validator) routes(w where, f *Frontend) {
 	for i, r := range f.Routes {
 		p := fmt.Sprintf("routes[%d]", i)
 		mountedPath(w, f, p+".prefix", r.Prefix, seen)
-		if r.Upstream == "" {
-			w.errorf(p+".upstream", "is required")
-		} else if msg := checkHTTPURL(r.Upstream); msg != "" {
-			w.errorf(p+".upstream", "%s", msg)
-		}
+		w.httpURL(p+".upstream", r.Upstream)
 		switch r.Token {
 		case TokenUser, TokenClient, TokenNone:
 		default:
@@ -96,11 +93,7 @@ func (v *validator) aggregates(w where, f *Frontend) {
 			if !partRE.MatchString(name) {
 				w.errorf(pp, "part name must match [a-zA-Z0-9_-]+")
 			}
-			if part.Upstream == "" {
-				w.errorf(pp+".upstream", "is required")
-			} else if msg := checkHTTPURL(part.Upstream); msg != "" {
-				w.errorf(pp+".upstream", "%s", msg)
-			}
+			w.httpURL(pp+".upstream", part.Upstream)
 			switch {
 			case part.Path == "":
 				w.errorf(pp+".path", "is required")
@@ -111,4 +104,51 @@ func (v *validator) aggregates(w where, f *Frontend) {
 			}
 		}
 	}
+}
+
+// httpURL checks the issuer or upstream s at path, showing the offending
+// value (unless it came from a variable or a file, or may hold credentials)
+// and, for a URL missing its scheme, the likely fix. It reports whether s
+// passed.
+func (w where) httpURL(path, s string) bool {
+	msg := checkHTTPURL(s)
+	switch {
+	case s == "":
+		w.errorf(path, "is required")
+	case msg == "":
+		return true
+	case msg == msgNotHTTPURL:
+		hint := ""
+		if fix := withScheme(s); fix != "" && !w.v.c.info(w.file).fromRef(w.prefix+path) {
+			hint = fmt.Sprintf("; did you mean %q?", fix)
+		}
+		w.errorf(path, "%s is not an absolute http(s) URL%s", w.q(path, s), hint)
+	case strings.Contains(s, "@"):
+		w.errorf(path, "%s", msg) // may hold a password: never quoted
+	default:
+		w.errorf(path, "%s %s", w.q(path, s), msg)
+	}
+	return false
+}
+
+// withScheme guesses the URL meant by s when it lacks a scheme: http:// for
+// a loopback host or a port other than 443 and 8443 (a local or in-cluster
+// service), https:// otherwise; "" when s does not look like host[:port]/path
+// or adding a scheme does not make it valid.
+func withScheme(s string) string {
+	if strings.Contains(s, "://") || strings.ContainsAny(s, " \t") || strings.HasPrefix(s, "/") {
+		return ""
+	}
+	u, err := url.Parse("http://" + s)
+	if err != nil || u.Hostname() == "" || (!strings.Contains(u.Host, ".") && !strings.Contains(u.Host, ":") && !isLoopback(u.Hostname())) {
+		return ""
+	}
+	scheme := "https://"
+	if p := u.Port(); isLoopback(u.Hostname()) || (p != "" && p != "443" && p != "8443") {
+		scheme = "http://"
+	}
+	if checkHTTPURL(scheme+s) != "" {
+		return ""
+	}
+	return scheme + s
 }

@@ -32,7 +32,7 @@ func TestValidateInCode(t *testing.T) {
 		{
 			name:   "no file: messages start with the key path",
 			change: func(c *Config) { c.Frontends[0].Routes[0].Upstream = "127.0.0.1:9001" },
-			want:   "frontends[0].routes[0].upstream: must be an absolute http(s) URL",
+			want:   `frontends[0].routes[0].upstream: "127.0.0.1:9001" is not an absolute http(s) URL; did you mean "http://127.0.0.1:9001"?`,
 		},
 		{
 			name:   "http public_url on a LAN host",

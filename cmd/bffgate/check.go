@@ -20,6 +20,14 @@ func cmdCheck(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return code
 	}
 	fmt.Fprint(stdout, cfg.Summary())
+	warnings := cfg.Warnings()
+	for _, w := range warnings {
+		fmt.Fprintf(stderr, "warning: %v\n", w)
+	}
+	if len(warnings) > 0 {
+		fmt.Fprintf(stdout, "%s: configuration is valid, with %d warning(s)\n", *path, len(warnings))
+		return exitOK
+	}
 	fmt.Fprintf(stdout, "%s: configuration is valid\n", *path)
 	return exitOK
 }

@@ -140,9 +140,41 @@ routes:
 					t.Errorf("check printed %q, a value from a variable or file:\n%s", s, all)
 				}
 			}
-			if tt.want == exitOK && !strings.Contains(all, "client_id ${file:web/client_id}") {
-				t.Errorf("check shows no reference as written:\n%s", all)
+			shown := "client_id ${file:web/client_id}"
+			if tt.want == exitFail {
+				shown = `routes[0].upstream: "${WEB_UPSTREAM}" (value hidden) is not an absolute http(s) URL`
+			}
+			if !strings.Contains(all, shown) {
+				t.Errorf("check output lacks %q, the reference as written:\n%s", shown, all)
 			}
 		})
+	}
+}
+
+// TestCheckWarnsAboutPlainHTTPUpstreams (issue 8 item 14): valid, so exit 0,
+// but the warning is printed with its file, line and key.
+func TestCheckWarnsAboutPlainHTTPUpstreams(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "gateway.yaml")
+	if err := os.WriteFile(cfg, []byte(`server: {public_url: "https://app.example.com"}
+frontends:
+  - name: web
+    mount: /web
+    oidc: {issuer: "https://idp.example.com", client_id: web, client_secret: s}
+    routes:
+      - {prefix: /api, upstream: "http://orders.internal:8080"}
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var out, errb bytes.Buffer
+	if code := run(context.Background(), []string{"check", "-config", cfg}, &out, &errb); code != exitOK {
+		t.Fatalf("exit %d, want 0: %s", code, errb.String())
+	}
+	want := "warning: " + cfg + ":7: frontends[0].routes[0].upstream: \"http://orders.internal:8080\" is plain http under an https server.public_url"
+	if !strings.Contains(errb.String(), want) {
+		t.Errorf("stderr lacks %q:\n%s", want, errb.String())
+	}
+	if !strings.Contains(out.String(), "configuration is valid, with 1 warning(s)") {
+		t.Errorf("stdout: %s", out.String())
 	}
 }

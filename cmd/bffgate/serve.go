@@ -34,6 +34,9 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	level := logLevel(cfg.Server.LogLevel)
 	logger := newLoggerAt(stderr, level)
 	setLibraryLevel(ctx, level)
+	for _, w := range cfg.Warnings() {
+		logger.Warn("configuration warning", "problem", w.Error())
+	}
 	reload := func() ([]config.Frontend, error) {
 		c, err := config.Load(*path)
 		if err != nil {
