@@ -85,7 +85,7 @@ func (b *BFF) providerDown(err error) *httperr.Error {
 func (b *BFF) login(c echo.Context) error {
 	q := c.Request().URL.Query()
 	p := pendingLogin{
-		State:    randomString(32),
+		State:    b.newState(c.Request()),
 		Nonce:    randomString(32),
 		Verifier: oauth2.GenerateVerifier(),
 		ReturnTo: q.Get("returnTo"),
@@ -163,7 +163,7 @@ func (b *BFF) callback(c echo.Context) error {
 	cookieName := b.loginCookieName(state)
 	lc, err := r.Cookie(cookieName)
 	if err != nil {
-		return loginFail(LoginInvalidState, badRequest("no login is pending in this browser for this state (expired, already completed, or started elsewhere)"))
+		return loginFail(LoginInvalidState, badRequest(b.noPendingLoginMessage(r, state)))
 	}
 	// The login cookie is spent whatever happens next.
 	c.SetCookie(&http.Cookie{Name: cookieName, Value: "", Path: "/", MaxAge: -1, HttpOnly: true, Secure: b.secure, SameSite: http.SameSiteLaxMode})

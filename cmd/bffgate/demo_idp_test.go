@@ -122,3 +122,43 @@ func follow(t *testing.T, b *oidctest.Browser, u string, h http.Header) *http.Re
 	resp.Body.Close()
 	return resp
 }
+
+// TestDemoOpenedOn127 (issue 9 item 2): the demo's public URL is
+// http://localhost:PORT; a user who opens http://127.0.0.1:PORT, as
+// -listen suggests, is taken to localhost for the page and the login, and
+// the login works, instead of ending on "no login is pending".
+func TestDemoOpenedOn127(t *testing.T) {
+	out := startDemoPart(t, "demo", "-listen", "127.0.0.1:0", "-idp-listen", "127.0.0.1:0")
+	page := out.field(t, "Open") // http://localhost:PORT/web/
+	public := strings.TrimSuffix(page, "/web/")
+	wrong := strings.Replace(public, "localhost", "127.0.0.1", 1)
+	admin := out.field(t, "Log in as")
+
+	// The page: a browser following redirects ends on localhost.
+	b := oidctest.NewBrowser(t)
+	client := &http.Client{Jar: b.Jar}
+	req, _ := http.NewRequest(http.MethodGet, wrong+"/web/", nil)
+	req.Header.Set("Accept", "text/html")
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || resp.Request.URL.String() != page {
+		t.Fatalf("opening %s/web/ ended on %s (%d), want %s", wrong, resp.Request.URL, resp.StatusCode, page)
+	}
+
+	// The login button on the 127.0.0.1 page.
+	cb, _, err := b.Login(context.Background(), wrong+"/web/bff/login?returnTo=%2Fweb%2F", admin, demo.Password)
+	if err != nil {
+		t.Fatalf("login started on 127.0.0.1: %v", err)
+	}
+	resp = follow(t, b, cb, nil)
+	if resp.StatusCode != http.StatusFound || resp.Header.Get("Location") != "/web/" {
+		t.Fatalf("callback: %d to %q, want 302 to /web/", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	resp = follow(t, b, public+"/web/bff/user", http.Header{"X-Csrf": {"1"}})
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("/web/bff/user on localhost after the login: %d", resp.StatusCode)
+	}
+}
