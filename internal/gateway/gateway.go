@@ -143,6 +143,10 @@ func New(cfg *config.Config, o Options) (*Gateway, error) {
 	return g, nil
 }
 
+// SessionCache returns the in-process session cache, nil when there is none
+// (memory store, or sessions.cache.enabled: false).
+func (g *Gateway) SessionCache() *cache.Cache { return g.cache }
+
 // Reload swaps in newly loaded frontends; the running set stays on error.
 func (g *Gateway) Reload(fes []config.Frontend) error {
 	if err := g.Router.Swap(fes); err != nil {

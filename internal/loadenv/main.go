@@ -38,6 +38,8 @@ import (
 	"os"
 	"os/signal"
 	"runtime/pprof"
+	"slices"
+	"sync"
 	"syscall"
 	"time"
 
@@ -69,6 +71,7 @@ func run() error {
 	memory := flag.Bool("memory", false, "keep sessions in memory instead of Redis")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile to `FILE` on exit, covering the time from the first SIGUSR1")
 	logReqs := flag.Bool("log", false, "write the gateway's JSON logs (one access line per request) to stderr, as in production")
+	tokenLifetime := flag.Duration("token-lifetime", 2*time.Hour, "access token lifetime; a short one (20s) makes the gateway refresh during the run, and loadenv reports the gateway's p99 inside and outside refresh windows on exit")
 	flag.Parse()
 	if flag.NArg() > 0 {
 		return fmt.Errorf("unexpected argument %q", flag.Arg(0))
@@ -98,13 +101,13 @@ func run() error {
 		_, _ = io.WriteString(w, `{"ok":true}`)
 	})
 
-	// An access token that outlives the run: the load measures the
-	// forwarding path, not refreshes.
+	// By default an access token that outlives the run: the load measures
+	// the forwarding path, not refreshes.
 	idp, err := demo.NewIDP(issuer, []demo.Client{{
 		ID: clientID, Secret: clientSecret,
 		RedirectURIs:           []string{public + mount + "/bff/callback"},
 		PostLogoutRedirectURIs: []string{public + mount + "/"},
-	}}, demo.IDPOptions{AccessTokenLifetime: 2 * time.Hour})
+	}}, demo.IDPOptions{AccessTokenLifetime: *tokenLifetime})
 	if err != nil {
 		return err
 	}
@@ -163,6 +166,9 @@ func run() error {
 	}
 	// Deferred calls run last-first: keys are deleted before the client closes.
 	defer gw.Close()
+	if c := gw.SessionCache(); c != nil {
+		defer func() { fmt.Fprintf(os.Stderr, "CACHE %+v\n", c.Stats()) }()
+	}
 	if rdb != nil {
 		defer deleteKeys(rdb, prefix)
 	}
@@ -175,7 +181,18 @@ func run() error {
 	tr.MaxIdleConnsPerHost = 256
 	bare.Transport = tr
 
-	for i, h := range []http.Handler{upstream, idp, gw.Handler(true), bare} {
+	var (
+		idpHandler http.Handler = idp
+		gwHandler               = gw.Handler(true)
+		windows    *refreshWindows
+	)
+	if *tokenLifetime < time.Hour {
+		windows = &refreshWindows{}
+		idpHandler = windows.provider(idp)
+		gwHandler = windows.gateway(gwHandler, mount+routePrefix+upstreamPath)
+		defer windows.report(os.Stderr)
+	}
+	for i, h := range []http.Handler{upstream, idpHandler, gwHandler, bare} {
 		s := newServer(h)
 		go func() { _ = s.Serve(lns[i]) }()
 		defer s.Close()
@@ -379,4 +396,87 @@ func randomHex(n int) string {
 	b := make([]byte, n)
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
+}
+
+// refreshWindows records when the provider answered refresh grants and how
+// long each gateway request took, to tell the latency of requests that ran
+// while a refresh was under way from the others.
+type refreshWindows struct {
+	mu       sync.Mutex
+	start    time.Time
+	windows  [][2]time.Duration // refresh grant: start, end (since start)
+	requests [][2]time.Duration // gateway request: start, end
+}
+
+func (rw *refreshWindows) since() time.Duration {
+	rw.mu.Lock()
+	defer rw.mu.Unlock()
+	if rw.start.IsZero() {
+		rw.start = time.Now()
+	}
+	return time.Since(rw.start)
+}
+
+// provider wraps the provider's handler: each POST with
+// grant_type=refresh_token is one refresh window.
+func (rw *refreshWindows) provider(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPost || r.ParseForm() != nil || r.PostForm.Get("grant_type") != "refresh_token" {
+			h.ServeHTTP(w, r)
+			return
+		}
+		from := rw.since()
+		h.ServeHTTP(w, r)
+		to := rw.since()
+		rw.mu.Lock()
+		rw.windows = append(rw.windows, [2]time.Duration{from, to})
+		rw.mu.Unlock()
+	})
+}
+
+// gateway wraps the gateway's handler and times the requests to path.
+func (rw *refreshWindows) gateway(h http.Handler, path string) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != path {
+			h.ServeHTTP(w, r)
+			return
+		}
+		from := rw.since()
+		h.ServeHTTP(w, r)
+		to := rw.since()
+		rw.mu.Lock()
+		rw.requests = append(rw.requests, [2]time.Duration{from, to})
+		rw.mu.Unlock()
+	})
+}
+
+// report prints, for the gateway's requests, p50 and p99 of those that
+// overlapped a refresh window (widened by 100ms after it, for the session
+// write that follows) and of the others, as one line scripts/load picks up:
+//
+//	REFRESH refreshes=N inside: n=.. p50=..us p99=..us outside: n=.. p50=..us p99=..us
+func (rw *refreshWindows) report(w io.Writer) {
+	rw.mu.Lock()
+	defer rw.mu.Unlock()
+	const after = 100 * time.Millisecond
+	var in, out []time.Duration
+	for _, r := range rw.requests {
+		inside := slices.ContainsFunc(rw.windows, func(win [2]time.Duration) bool {
+			return r[0] <= win[1]+after && r[1] >= win[0]
+		})
+		if inside {
+			in = append(in, r[1]-r[0])
+		} else {
+			out = append(out, r[1]-r[0])
+		}
+	}
+	pct := func(d []time.Duration, p float64) string {
+		if len(d) == 0 {
+			return "-"
+		}
+		slices.Sort(d)
+		return fmt.Sprintf("%.1fus", float64(d[min(len(d)-1, int(float64(len(d))*p))].Nanoseconds())/1e3)
+	}
+	fmt.Fprintf(w, "REFRESH refreshes=%d inside: n=%d p50=%s p99=%s outside: n=%d p50=%s p99=%s (server-side time in the gateway handler)\n",
+		len(rw.windows), len(in), pct(in, 0.50), pct(in, 0.99), len(out), pct(out, 0.50), pct(out, 0.99))
 }
