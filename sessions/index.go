@@ -21,7 +21,6 @@ type Filter struct {
 	IDPrefix string
 }
 
-
 func (f Filter) match(m Meta) bool {
 	return (f.Frontend == "" || f.Frontend == m.Frontend) &&
 		(f.Subject == "" || f.Subject == m.Subject) &&
@@ -42,16 +41,6 @@ type Found struct {
 func (m *Manager) indexKey(frontend, dim, value string) string {
 	sum := sha256.Sum256([]byte(value))
 	return m.prefix + "idx:{" + frontend + "}:" + dim + ":" + hex.EncodeToString(sum[:])
-}
-
-// indexTTL is how long a new session's index members must last: until its
-// absolute expiry, or its idle window when it has none (Load and Save then
-// extend the indexes along with the window).
-func indexTTL(s *Session, ttl time.Duration, now time.Time) time.Duration {
-	if s.AbsoluteExpiry.IsZero() {
-		return ttl
-	}
-	return max(ttl, s.AbsoluteExpiry.Sub(now))
 }
 
 // addToIndexes puts id in the session's sid and sub index sets, for at least

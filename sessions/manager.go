@@ -242,7 +242,10 @@ func (m *Manager) Create(ctx context.Context, binding string, s *Session) (strin
 	// absent is stale for good, and pruning it can never drop a live session.
 	// A session that cannot be indexed could not be ended by a back-channel
 	// logout, so it is not handed out.
-	if err := m.addToIndexes(ctx, id, s, indexTTL(s, ttl, now)); err != nil {
+	// The index sets live exactly as long as the record's window; Load and
+	// Save extend them along with it, so a session that times out leaves no
+	// index key behind once no live session shares it.
+	if err := m.addToIndexes(ctx, id, s, ttl); err != nil {
 		_ = m.store.Delete(context.WithoutCancel(ctx), skey)
 		return "", fmt.Errorf("sessions: create: %w", err)
 	}
@@ -313,12 +316,9 @@ func (m *Manager) Load(ctx context.Context, binding, ref string) (*Session, erro
 		if err != nil {
 			return nil, fmt.Errorf("sessions: load: extend idle window: %w", err)
 		}
-		if s.AbsoluteExpiry.IsZero() {
-			// Only the idle window bounds this session: its indexes must
-			// slide along with it.
-			if err := m.addToIndexes(ctx, id, s, target); err != nil {
-				return nil, fmt.Errorf("sessions: load: %w", err)
-			}
+		// The indexes slide along with the window (see Create).
+		if err := m.addToIndexes(ctx, id, s, target); err != nil {
+			return nil, fmt.Errorf("sessions: load: %w", err)
 		}
 		s.expires = now.Add(target)
 	}
@@ -354,10 +354,8 @@ func (m *Manager) Save(ctx context.Context, s *Session) error {
 	if err != nil {
 		return fmt.Errorf("sessions: save: %w", err)
 	}
-	if s.AbsoluteExpiry.IsZero() {
-		if err := m.addToIndexes(ctx, s.id, s, ttl); err != nil {
-			return fmt.Errorf("sessions: save: %w", err)
-		}
+	if err := m.addToIndexes(ctx, s.id, s, ttl); err != nil {
+		return fmt.Errorf("sessions: save: %w", err)
 	}
 	s.expires = now.Add(ttl)
 	return nil

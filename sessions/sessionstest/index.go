@@ -365,7 +365,7 @@ func runManagerIndexes(t *testing.T, newStore func(t *testing.T) Backend) {
 		sub := "user-" + randHex(t, 4)
 		live := sessionOf(t, "web", sub, "sid-live")
 		short := sessionOf(t, "web", sub, "sid-short")
-		short.IdleTimeout = 150 * time.Millisecond // its indexes outlive it (absolute expiry)
+		short.IdleTimeout = 150 * time.Millisecond // the sub set outlives it: live keeps it
 		stranger := sessionOf(t, "web", "someone-else", "sid-other")
 		for _, s := range []*sessions.Session{live, short, stranger} {
 			e.create(m, web, s)
