@@ -125,7 +125,11 @@ func (b *BFF) login(c echo.Context) error {
 	for k, v := range b.fe.OIDC.AuthParams {
 		opts = append(opts, oauth2.SetAuthURLParam(k, v))
 	}
-	return c.Redirect(http.StatusFound, meta.oauth.AuthCodeURL(p.State, opts...))
+	target, err := b.authorizeURL(c.Request().Context(), meta, meta.oauth.AuthCodeURL(p.State, opts...))
+	if err != nil {
+		return b.providerDown(err)
+	}
+	return c.Redirect(http.StatusFound, target)
 }
 
 func (b *BFF) loginSeal() string { return "login:" + b.fe.Name }

@@ -121,6 +121,9 @@ func New(fe config.Frontend, d Deps) (*BFF, error) {
 	if b.tokens, err = newTokenClient(fe.OIDC, d.HTTPClient, d.Now); err != nil {
 		return nil, fmt.Errorf("frontend %q: %w", fe.Name, err)
 	}
+	if fe.OIDC.Profile == config.ProfileFAPI2 {
+		b.provider.signingAlgs = fapi2SigningAlgs
+	}
 	b.refresh = newRefresher(b)
 	b.client = newClientTokens(b)
 	if err := b.buildRoutes(); err != nil {

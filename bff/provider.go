@@ -20,6 +20,11 @@ type providerMeta struct {
 	verifier   *oidc.IDTokenVerifier
 	endSession string
 	revocation string
+	// par is the pushed authorization request endpoint (RFC 9126), "" when
+	// the provider offers none; requirePAR is its
+	// require_pushed_authorization_requests.
+	par        string
+	requirePAR bool
 	// logoutVerifier checks back-channel logout tokens: same keys and
 	// audience as ID tokens, but no expiry requirement beyond what the spec says.
 	logoutVerifier *oidc.IDTokenVerifier
@@ -36,6 +41,9 @@ type providerLoader struct {
 	scopes       []string
 	client       *http.Client
 	now          func() time.Time
+	// signingAlgs, when set, are the only ID and logout token algorithms
+	// accepted (profile fapi2: PS256, ES256, EdDSA).
+	signingAlgs []string
 
 	loaded atomic.Pointer[providerMeta]
 
@@ -88,11 +96,19 @@ func (p *providerLoader) fetch(ctx context.Context) (*providerMeta, error) {
 		Revocation string   `json:"revocation_endpoint"`
 		JWKS       string   `json:"jwks_uri"`
 		Algs       []string `json:"id_token_signing_alg_values_supported"`
+		PAR        string   `json:"pushed_authorization_request_endpoint"`
+		RequirePAR bool     `json:"require_pushed_authorization_requests"`
 	}
 	if err := prov.Claims(&extra); err != nil {
 		return nil, fmt.Errorf("discovery document: %w", err)
 	}
 	cfg := &oidc.Config{ClientID: p.clientID, Now: p.now}
+	logoutAlgs := extra.Algs
+	if p.signingAlgs != nil {
+		// A profile (fapi2) narrows what ID and logout tokens may use.
+		cfg.SupportedSigningAlgs = p.signingAlgs
+		logoutAlgs = p.signingAlgs
+	}
 	return &providerMeta{
 		issuer: p.issuer,
 		oauth: oauth2.Config{
@@ -106,8 +122,10 @@ func (p *providerLoader) fetch(ctx context.Context) (*providerMeta, error) {
 		// Anyone can post a logout token: its key set refetches rarely
 		// (limitedKeySet), unlike the ID tokens' RemoteKeySet.
 		logoutVerifier: oidc.NewVerifier(p.issuer, newLimitedKeySet(extra.JWKS, p.client, p.now),
-			&oidc.Config{ClientID: p.clientID, Now: p.now, SkipExpiryCheck: true, SupportedSigningAlgs: extra.Algs}),
+			&oidc.Config{ClientID: p.clientID, Now: p.now, SkipExpiryCheck: true, SupportedSigningAlgs: logoutAlgs}),
 		endSession: extra.EndSession,
 		revocation: extra.Revocation,
+		par:        extra.PAR,
+		requirePAR: extra.RequirePAR,
 	}, nil
 }

@@ -10,6 +10,7 @@ import (
 	"encoding/pem"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -126,7 +127,7 @@ func TestPanvaPlainLogin(t *testing.T) {
 	}, func(issuer, orders string) config.Frontend {
 		return config.Frontend{
 			Name: "web", Mount: "/web", Source: "frontends/web.yaml",
-			OIDC:   config.OIDC{Issuer: issuer, ClientID: "web-bff", ClientSecret: "web-secret-0123456789"},
+			OIDC:   config.OIDC{Issuer: issuer, ClientID: "web-bff", ClientSecret: "web-secret-0123456789", PAR: config.PARNever},
 			Routes: []config.Route{{Prefix: "/api/orders", Upstream: orders, StripPrefix: true}},
 		}
 	})
@@ -249,6 +250,35 @@ func TestPanvaClientAuthentication(t *testing.T) {
 			}
 			if ti, _ := e.op.TokenInfo(context.Background(), tok); ti.Active {
 				t.Fatal("logout did not revoke the grant at the provider (revocation with client authentication)")
+			}
+		})
+	}
+}
+
+// PAR against a provider that requires it: par auto sees
+// require_pushed_authorization_requests and pushes; the browser's
+// authorization request carries only client_id and request_uri.
+func TestPanvaPushedAuthorizationRequest(t *testing.T) {
+	for _, mode := range []string{config.PARAuto, config.PARAlways} {
+		t.Run(mode, func(t *testing.T) {
+			e := newPanvaEnv(t, panva.Options{RequirePAR: true}, func(public string) []map[string]any {
+				return []map[string]any{{
+					"client_id": "web-bff", "client_secret": "web-secret-0123456789",
+					"redirect_uris": []string{public + "/web/bff/callback"},
+				}}
+			}, func(issuer, orders string) config.Frontend {
+				return config.Frontend{Name: "web", Mount: "/web",
+					OIDC: config.OIDC{Issuer: issuer, ClientID: "web-bff", ClientSecret: "web-secret-0123456789", PAR: mode}}
+			})
+			b := oidctest.NewBrowser(t)
+			_, authz := e.login(t, b, "/web", "alice")
+			u, _ := url.Parse(authz)
+			q := u.Query()
+			if len(q) != 2 || q.Get("client_id") != "web-bff" || !strings.HasPrefix(q.Get("request_uri"), "urn:ietf:params:oauth:request_uri:") {
+				t.Fatalf("authorization request %s, want only client_id and request_uri", authz)
+			}
+			if resp := e.call(t, b, "GET", "/web/bff/user"); resp.StatusCode != 200 {
+				t.Fatalf("user: %d", resp.StatusCode)
 			}
 		})
 	}
