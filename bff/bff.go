@@ -233,6 +233,9 @@ func (b *BFF) routeHandler(rt config.Route, p http.Handler) echo.HandlerFunc {
 	if rt.Token == config.TokenNone {
 		return echo.WrapHandler(p)
 	}
+	if rt.Token == config.TokenUserOrNone || rt.Token == config.TokenUserOrClient {
+		return b.optionalUserHandler(rt, p)
+	}
 	return func(c echo.Context) error {
 		r := c.Request()
 		sess, err := b.requireSession(c)

@@ -146,6 +146,13 @@ const (
 	TokenUser   = "user"
 	TokenClient = "client"
 	TokenNone   = "none"
+	// TokenUserOrNone sends the user's token when the request carries a
+	// live session (and X-CSRF for a spa), else forwards it anonymously.
+	TokenUserOrNone = "user_or_none"
+	// TokenUserOrClient sends the user's token when the request carries a
+	// live session (and X-CSRF for a spa), else the frontend's
+	// client-credentials token.
+	TokenUserOrClient = "user_or_client"
 )
 
 // Frontend is one BFF, usually one file owned by that frontend's team.
@@ -231,10 +238,13 @@ type Route struct {
 	Upstream string `yaml:"upstream"`
 	// StripPrefix removes Prefix before forwarding (/web/api/orders/7 -> /7).
 	StripPrefix bool `yaml:"strip_prefix"`
-	// Token is user (default), client or none (anonymous route). A client
-	// route sends the frontend's own client-credentials token instead of
-	// the user's, but still requires a live user session (and X-CSRF for a
-	// spa): there is no public route with a client token.
+	// Token is user (default), client, none (anonymous route),
+	// user_or_none or user_or_client. A client route sends the frontend's
+	// own client-credentials token instead of the user's, but still
+	// requires a live user session (and X-CSRF for a spa). The user_or_*
+	// routes are public: they send the user's token only for a live
+	// session presented with X-CSRF (a spa) or a handle (mobile), and
+	// otherwise nothing or the client token.
 	Token   string   `yaml:"token"`
 	Require Require  `yaml:"require"`
 	Methods []string `yaml:"methods"` // default all; upper-cased by ApplyDefaults

@@ -38,9 +38,9 @@ func (v *validator) routes(w where, f *Frontend) {
 		mountedPath(w, f, p+".prefix", r.Prefix, seen)
 		w.httpURL(p+".upstream", r.Upstream)
 		switch r.Token {
-		case TokenUser, TokenClient, TokenNone:
+		case TokenUser, TokenClient, TokenNone, TokenUserOrNone, TokenUserOrClient:
 		default:
-			w.errorf(p+".token", "must be user, client or none, not %s", w.q(p+".token", r.Token))
+			w.errorf(p+".token", "must be user, client, none, user_or_none or user_or_client, not %s", w.q(p+".token", r.Token))
 		}
 		for j, m := range r.Methods {
 			if !isToken(m) {
@@ -53,6 +53,10 @@ func (v *validator) routes(w where, f *Frontend) {
 		}
 		if r.Token == TokenNone && len(r.Require.Claims) > 0 {
 			w.errorf(p+".require", "cannot be combined with token: none (an anonymous route has no session to check)")
+			continue
+		}
+		if (r.Token == TokenUserOrNone || r.Token == TokenUserOrClient) && len(r.Require.Claims) > 0 {
+			w.errorf(p+".require", "cannot be combined with token: %s (a caller without a session is served too, so the claims would not hold)", r.Token)
 			continue
 		}
 		for _, name := range sortedKeys(r.Require.Claims) {
