@@ -25,8 +25,9 @@ const sessionsUsage = `usage:
   bffgate sessions list   -config FILE [--frontend F] [--sub S] [--sid S] [--id ID] [--json]
   bffgate sessions revoke -config FILE (--frontend F | --sub S | --sid S | --id ID)... | --all
 
-Filters combine: every one given must match. --sub or --sid with --frontend
-reads that frontend's index; otherwise the session records are scanned (and
+Filters combine: every one given must match. --sub or --sid reads the index
+of --frontend, or of each frontend in the config (a frontend since removed
+from it needs --frontend); otherwise the session records are scanned (and
 list prints them as it finds them, unsorted, without holding them all).
 
 Three different ids:
@@ -159,7 +160,12 @@ func cmdSessions(ctx context.Context, args []string, stdout, stderr io.Writer) i
 			return revokeByID(ctx, m, f, audit, stdout, stderr)
 		}
 		// Each ended session is an audit event, like the gateway's own.
-		n, err := m.RevokeEach(ctx, f, audit)
+		n := 0
+		err := eachFilter(f, cfg, func(f sessions.Filter) error {
+			k, err := m.RevokeEach(ctx, f, audit)
+			n += k
+			return err
+		})
 		if err != nil {
 			fmt.Fprintf(stderr, "bffgate sessions revoke: %v (%d sessions ended before the failure)\n", err, n)
 			return exitFail
@@ -168,13 +174,32 @@ func cmdSessions(ctx context.Context, args []string, stdout, stderr io.Writer) i
 		return exitOK
 	}
 	p := newSessionPrinter(stdout, asJSON)
-	err = m.Each(ctx, f, p.print)
+	err = eachFilter(f, cfg, func(f sessions.Filter) error { return m.Each(ctx, f, p.print) })
 	p.close()
 	if err != nil {
 		fmt.Fprintf(stderr, "bffgate sessions list: %v\n", err)
 		return exitFail
 	}
 	return exitOK
+}
+
+// eachFilter calls fn with f, or, when f names a subject or provider sid
+// but no frontend, once per configured frontend: each call then reads that
+// frontend's index instead of every session record (milliseconds instead of
+// a walk of the whole store). A frontend removed from the config is reached
+// with --frontend.
+func eachFilter(f sessions.Filter, cfg *config.Config, fn func(sessions.Filter) error) error {
+	if f.Frontend != "" || f.IDPrefix != "" || (f.Subject == "" && f.ProviderSID == "") || len(cfg.Frontends) == 0 {
+		return fn(f)
+	}
+	for _, fe := range cfg.Frontends {
+		g := f
+		g.Frontend = fe.Name
+		if err := fn(g); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // idAlphabet is base64url's: a session id is 16 random bytes in it.
