@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/labstack/echo/v4"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/bffgate/bffgate/bff/aggregate"
 	"github.com/bffgate/bffgate/bff/httperr"
@@ -48,6 +50,12 @@ type Deps struct {
 	// Observer counts logins, refreshes, session ends and upstream
 	// latency; nil counts nothing.
 	Observer Observer
+	// Tracer makes the spans of tracing.go; nil traces nothing and passes
+	// the client's trace context to upstreams untouched.
+	Tracer trace.Tracer
+	// Propagator writes the trace context on outgoing calls; nil is W3C
+	// traceparent.
+	Propagator propagation.TextMapPropagator
 }
 
 // BFF serves one frontend.
@@ -82,6 +90,7 @@ func New(fe config.Frontend, d Deps) (*BFF, error) {
 	if d.HTTPClient == nil {
 		d.HTTPClient = &http.Client{Timeout: 10 * time.Second}
 	}
+	d.HTTPClient = traceProvider(d.HTTPClient, d.Tracer, d.Propagator, fe.Name)
 	pub, err := url.Parse(d.PublicURL)
 	if err != nil {
 		return nil, fmt.Errorf("public url: %w", err)

@@ -266,7 +266,11 @@ func (t observedTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 
 // observeUpstream wraps rt so the route's upstream calls are timed. The
 // latency uses the monotonic clock, not Deps.Now, which tests may freeze.
+//
+// It also makes each call a span (traceUpstream), whose context the upstream
+// receives in traceparent.
 func (b *BFF) observeUpstream(route string, rt http.RoundTripper) http.RoundTripper {
+	rt = b.traceUpstream(route, rt)
 	if b.deps.Observer == nil {
 		return rt
 	}

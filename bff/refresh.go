@@ -78,7 +78,9 @@ func (r *refresher) ensureFresh(ctx context.Context, ls *loadedSession) (*loaded
 	if !joined {
 		// The shared work must not die with the first caller's request.
 		work, cancel := context.WithTimeout(context.WithoutCancel(ctx), refreshWait)
+		work, span := r.b.startSpan(work, SpanRefresh)
 		call.s, call.err = r.acrossInstances(work, ls)
+		span.end(call.err)
 		cancel()
 		r.mu.Lock()
 		delete(r.inflight, id)
@@ -109,6 +111,8 @@ func (r *refresher) acrossInstances(ctx context.Context, ls *loadedSession) (*se
 	m := r.b.deps.Sessions
 	key := m.LockKey(ls.Session)
 	token := randomString(16)
+	_, wait := r.b.startSpan(ctx, SpanRefreshLockWait)
+	defer wait.end(nil)
 	for {
 		ok, err := locker.Acquire(ctx, key, token, lockLease)
 		if err != nil {
@@ -116,6 +120,7 @@ func (r *refresher) acrossInstances(ctx context.Context, ls *loadedSession) (*se
 			return nil, storeDown(err)
 		}
 		if ok {
+			wait.end(nil)
 			return r.whileLocked(ctx, locker, key, token, ls)
 		}
 		select {

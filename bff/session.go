@@ -76,7 +76,9 @@ func (b *BFF) requireSession(c echo.Context) (*loadedSession, error) {
 // loadRef opens ref and maps the store's answers to client errors; a store
 // failure is a 503, never "logged out".
 func (b *BFF) loadRef(c echo.Context, ref string) (*sessions.Session, error) {
-	s, err := b.deps.Sessions.Load(c.Request().Context(), b.binding, ref)
+	ctx, span := b.startSpan(c.Request().Context(), SpanSessionLoad)
+	s, err := b.deps.Sessions.Load(ctx, b.binding, ref)
+	span.end(err)
 	switch {
 	case err == nil:
 		return s, nil

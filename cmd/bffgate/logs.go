@@ -4,8 +4,11 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"time"
 
 	"github.com/redis/go-redis/v9"
+	"go.opentelemetry.io/otel"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
 	"github.com/bffgate/bffgate/bff"
 	"github.com/bffgate/bffgate/config"
@@ -56,5 +59,25 @@ func revokedEvent(ctx context.Context, cfg *config.Config, w io.Writer) func(ses
 		bff.Audit(ctx, logger, slog.LevelInfo, bff.AuditEvent{
 			Event: bff.EventRevoked, Frontend: s.Meta.Frontend, Subject: s.Meta.Subject, ProviderSID: s.Meta.ProviderSID,
 		}, slog.String("by", "bffgate sessions revoke"))
+	}
+}
+
+// startTracing builds the OTLP tracer provider of server.tracing. The
+// OpenTelemetry SDK reports export failures through its process-wide error
+// handler, by default as plain text: here, the composition root, it is set
+// once to the JSON log.
+func startTracing(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*sdktrace.TracerProvider, error) {
+	otel.SetErrorHandler(otel.ErrorHandlerFunc(func(err error) {
+		logger.Warn("trace export failed", "library", "opentelemetry", "error", err.Error())
+	}))
+	return observe.NewTracerProvider(ctx, cfg.Server.Tracing, version)
+}
+
+// stopTracing flushes the spans still batched, for at most 5 s.
+func stopTracing(tp *sdktrace.TracerProvider, logger *slog.Logger) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := tp.Shutdown(ctx); err != nil {
+		logger.Warn("trace export at shutdown failed", "error", err.Error())
 	}
 }

@@ -44,7 +44,17 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		}
 		return c.Frontends, nil
 	}
-	return serve(ctx, cfg, gateway.Options{Logger: logger}, reload, nil, nil, stderr)
+	o := gateway.Options{Logger: logger}
+	if cfg.Server.Tracing.OTLPEndpoint != "" {
+		tp, err := startTracing(ctx, cfg, logger)
+		if err != nil {
+			fmt.Fprintf(stderr, "bffgate: %s: %v\n", cfg.Path, err)
+			return exitFail
+		}
+		defer stopTracing(tp, logger)
+		o.TracerProvider = tp
+	}
+	return serve(ctx, cfg, o, reload, nil, nil, stderr)
 }
 
 // listening, when non-nil, receives the bound addresses (gateway, admin) once

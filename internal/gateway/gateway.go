@@ -23,6 +23,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/redis/go-redis/v9"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/bffgate/bffgate/bff"
 	"github.com/bffgate/bffgate/bff/httperr"
@@ -64,6 +65,11 @@ type Options struct {
 	HTTPClient *http.Client
 	// Redis overrides the client built from the config (tests).
 	Redis redis.UniversalClient
+	// TracerProvider, when set, traces every request (server.tracing:
+	// cmd builds it with observe.NewTracerProvider; tests pass one that
+	// records in memory). Nil: no spans, and the client's traceparent
+	// reaches upstreams untouched.
+	TracerProvider trace.TracerProvider
 }
 
 // New builds a gateway from cfg, which must have passed Validate.
@@ -125,7 +131,13 @@ func New(cfg *config.Config, o Options) (*Gateway, error) {
 	if hc == nil {
 		hc = &http.Client{Timeout: 10 * time.Second}
 	}
+	var tracing observe.Tracing
+	if o.TracerProvider != nil {
+		tracing = observe.Tracing{Tracer: o.TracerProvider.Tracer(observe.TracerName), Propagator: observe.Propagator()}
+	}
 	g.Router, err = frontends.New(cfg, bff.Deps{
+		Tracer:         tracing.Tracer,
+		Propagator:     tracing.Propagator,
 		Sessions:       g.Sessions,
 		Locker:         g.store,
 		HTTPClient:     hc,
@@ -139,7 +151,7 @@ func New(cfg *config.Config, o Options) (*Gateway, error) {
 		return nil, err
 	}
 	g.metrics.InitFrontends(cfg.Frontends)
-	g.front = observe.Handler(g.Router, o.Logger, g.metrics)
+	g.front = observe.Handler(g.Router, o.Logger, g.metrics, tracing)
 	return g, nil
 }
 

@@ -2,10 +2,13 @@ package observe
 
 import (
 	"bufio"
+	"context"
 	"log/slog"
 	"net"
 	"net/http"
 	"time"
+
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/bffgate/bffgate/bff"
 )
@@ -23,10 +26,19 @@ import (
 // The access line logs the path without its query: the callback's query
 // holds the authorization code and state, and others may hold what the
 // frontends put there.
-func Handler(next http.Handler, logger *slog.Logger, m *Metrics) http.Handler {
+//
+// With tr.Tracer set, each request is also a server span (see
+// finishServerSpan), the parent of every span the request makes.
+func Handler(next http.Handler, logger *slog.Logger, m *Metrics, tr Tracing) http.Handler {
 	logger = slog.New(NewContextHandler(logger.Handler()))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
+		var span trace.Span
+		if tr.Tracer != nil {
+			var ctx context.Context
+			ctx, span = tr.startServerSpan(r)
+			r = r.WithContext(ctx)
+		}
 		id := r.Header.Get(RequestIDHeader)
 		if !ValidRequestID(id) {
 			id = NewRequestID()
@@ -61,6 +73,9 @@ func Handler(next http.Handler, logger *slog.Logger, m *Metrics) http.Handler {
 			}
 			if route == "" {
 				route = bff.RouteUnmatched
+			}
+			if span != nil {
+				finishServerSpan(span, r.Method, frontend, route, id, status)
 			}
 			logger.LogAttrs(ctx, slog.LevelInfo, "request",
 				slog.String("frontend", frontend),

@@ -160,7 +160,7 @@ func TestHandlerAccessLineAndMetrics(t *testing.T) {
 		_, _ = io.WriteString(w, "hello")
 		http.NewResponseController(w).Flush()
 	})
-	srv := httptest.NewServer(observe.Handler(inner, logger, m))
+	srv := httptest.NewServer(observe.Handler(inner, logger, m, observe.Tracing{}))
 	t.Cleanup(srv.Close)
 
 	req, _ := http.NewRequest(http.MethodGet, srv.URL+"/nowhere?code=secret", nil)
