@@ -52,16 +52,16 @@ func spanText(s sdktrace.ReadOnlySpan) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s|%s|", s.Name(), s.Status().Description)
 	for _, a := range s.Attributes() {
-		fmt.Fprintf(&b, "%s=%s|", a.Key, a.Value.Emit())
+		fmt.Fprintf(&b, "%s=%s|", a.Key, a.Value.String())
 	}
 	for _, e := range s.Events() {
 		fmt.Fprintf(&b, "%s|", e.Name)
 		for _, a := range e.Attributes {
-			fmt.Fprintf(&b, "%s=%s|", a.Key, a.Value.Emit())
+			fmt.Fprintf(&b, "%s=%s|", a.Key, a.Value.String())
 		}
 	}
 	for _, a := range s.Resource().Attributes() {
-		fmt.Fprintf(&b, "%s=%s|", a.Key, a.Value.Emit())
+		fmt.Fprintf(&b, "%s=%s|", a.Key, a.Value.String())
 	}
 	return b.String()
 }
