@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -43,6 +44,11 @@ type pendingLogin struct {
 	// AppState is the app's own OAuth state (mobile), given back unchanged
 	// on the redirect to the app.
 	AppState string `json:"as,omitempty"`
+	// Prompt, ACRValues and MaxAge are what the login asked the provider
+	// for; the callback holds the answer to them.
+	Prompt    string `json:"p,omitempty"`
+	ACRValues string `json:"acr,omitempty"`
+	MaxAge    *int64 `json:"ma,omitempty"`
 }
 
 func randomString(n int) string {
@@ -90,6 +96,13 @@ func (b *BFF) login(c echo.Context) error {
 		Verifier: oauth2.GenerateVerifier(),
 		ReturnTo: q.Get("returnTo"),
 	}
+	if p.ReturnTo == "" {
+		// Duende BFF's name for it, so its SPAs work unchanged.
+		p.ReturnTo = q.Get("returnUrl")
+	}
+	if len(p.ReturnTo) > maxReturnToLen {
+		return badRequest(fmt.Sprintf("returnTo is %d characters long; at most %d are accepted", len(p.ReturnTo), maxReturnToLen))
+	}
 	if b.fe.Kind == config.KindMobile {
 		if err := mobileLoginParams(q, b.fe.ReturnTo, &p); err != nil {
 			return err
@@ -102,14 +115,16 @@ func (b *BFF) login(c echo.Context) error {
 			return badRequest("returnTo: " + err.Error())
 		}
 	}
+	if err := p.readProviderParams(q); err != nil {
+		return err
+	}
 	meta, err := b.provider.get(c.Request().Context())
 	if err != nil {
 		return b.providerDown(err)
 	}
-	payload, _ := json.Marshal(p)
-	sealed, err := b.deps.Sessions.Seal(b.loginSeal(), payload)
+	sealed, err := b.sealPending(p)
 	if err != nil {
-		return fmt.Errorf("seal login state: %w", err)
+		return err
 	}
 	// /login writes nothing to the store (an anonymous flood must not fill
 	// it): the sealed cookie carries the state, and the callback marks it spent.
@@ -125,11 +140,76 @@ func (b *BFF) login(c echo.Context) error {
 	for k, v := range b.fe.OIDC.AuthParams {
 		opts = append(opts, oauth2.SetAuthURLParam(k, v))
 	}
+	// Asked for by this login: they override the frontend's defaults.
+	if p.Prompt != "" {
+		opts = append(opts, oauth2.SetAuthURLParam("prompt", p.Prompt))
+	}
+	if p.ACRValues != "" {
+		opts = append(opts, oauth2.SetAuthURLParam("acr_values", p.ACRValues))
+	}
+	if p.MaxAge != nil {
+		opts = append(opts, oauth2.SetAuthURLParam("max_age", strconv.FormatInt(*p.MaxAge, 10)))
+	}
 	target, err := b.authorizeURL(c.Request().Context(), meta, meta.oauth.AuthCodeURL(p.State, opts...))
 	if err != nil {
 		return b.providerDown(err)
 	}
 	return c.Redirect(http.StatusFound, target)
+}
+
+// maxReturnToLen keeps the login-state cookie under the browsers' 4 KiB;
+// past it the answer is a clear 400, not a cookie that cannot be sealed.
+const maxReturnToLen = 2000
+
+// promptValues are the OIDC Core 3.1.2.1 prompt values a login may ask for.
+var promptValues = []string{"none", "login", "consent", "select_account"}
+
+// readProviderParams takes the login's own prompt, acr_values and max_age
+// (OIDC Core 3.1.2.1), refusing values the provider would reject anyway.
+func (p *pendingLogin) readProviderParams(q url.Values) error {
+	if v := q.Get("prompt"); v != "" {
+		fields := strings.Fields(v)
+		for _, f := range fields {
+			if !slices.Contains(promptValues, f) {
+				return badRequest("prompt must be none, login, consent or select_account")
+			}
+		}
+		if slices.Contains(fields, "none") && len(fields) > 1 {
+			return badRequest("prompt=none cannot be combined with other prompt values")
+		}
+		p.Prompt = strings.Join(fields, " ")
+	}
+	if v := q.Get("acr_values"); v != "" {
+		if len(v) > 512 || strings.ContainsFunc(v, func(r rune) bool { return r < 0x21 && r != ' ' || r > 0x7e }) {
+			return badRequest("acr_values must be space-separated printable ASCII values, at most 512 characters")
+		}
+		p.ACRValues = strings.Join(strings.Fields(v), " ")
+	}
+	if v := q.Get("max_age"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 0 || n > 1<<31 {
+			return badRequest("max_age must be a number of seconds")
+		}
+		p.MaxAge = &n
+	}
+	return nil
+}
+
+// sealPending seals p for the login-state cookie.
+func (b *BFF) sealPending(p pendingLogin) (string, error) {
+	var buf strings.Builder
+	enc := json.NewEncoder(&buf)
+	// "<" as \u003c would make a returnTo six times its size in the cookie.
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(p); err != nil {
+		return "", fmt.Errorf("login state: %w", err)
+	}
+	sealed, err := b.deps.Sessions.Seal(b.loginSeal(), []byte(buf.String()))
+	if err != nil {
+		// Within maxReturnToLen only characters JSON must escape get here.
+		return "", httperr.Wrap(http.StatusBadRequest, httperr.CodeBadRequest, "returnTo is too long to keep for this login", err)
+	}
+	return sealed, nil
 }
 
 func (b *BFF) loginSeal() string { return "login:" + b.fe.Name }
@@ -155,94 +235,110 @@ func (b *BFF) dropExtraLoginCookies(c echo.Context) {
 	}
 }
 
-// callback completes the code flow. Every failure leaves no session behind.
+// callback completes the code flow. Every failure leaves no session behind
+// and stores nothing but the single-use marker of a known login; see
+// loginFailed for what the browser gets.
 func (b *BFF) callback(c echo.Context) error {
 	r := c.Request()
 	ctx := r.Context()
 	q := r.URL.Query()
 	state := q.Get("state")
 	if state == "" {
-		return loginFail(LoginInvalidState, badRequest("the callback has no state parameter"))
+		return b.loginFailed(c, nil, LoginInvalidState, "", badRequest("the callback has no state parameter"))
 	}
 	cookieName := b.loginCookieName(state)
 	lc, err := r.Cookie(cookieName)
 	if err != nil {
-		return loginFail(LoginInvalidState, badRequest(b.noPendingLoginMessage(r, state)))
+		return b.loginFailed(c, nil, LoginInvalidState, "", badRequest(b.noPendingLoginMessage(r, state)))
 	}
 	// The login cookie is spent whatever happens next.
 	c.SetCookie(&http.Cookie{Name: cookieName, Value: "", Path: "/", MaxAge: -1, HttpOnly: true, Secure: b.secure, SameSite: http.SameSiteLaxMode})
 	raw, err := b.deps.Sessions.Open(b.loginSeal(), lc.Value, loginTTL)
 	if err != nil {
-		return loginFail(LoginInvalidState, badRequest("the login state cookie is invalid or expired"))
+		return b.loginFailed(c, nil, LoginInvalidState, "", badRequest("the login state cookie is invalid or expired"))
 	}
 	var p pendingLogin
 	if err := json.Unmarshal(raw, &p); err != nil || subtle.ConstantTimeCompare([]byte(p.State), []byte(state)) != 1 {
-		return loginFail(LoginInvalidState, badRequest("the state parameter does not match this browser's pending login"))
+		return b.loginFailed(c, nil, LoginInvalidState, "", badRequest("the state parameter does not match this browser's pending login"))
 	}
-	// Spent across all instances; kept as long as the cookie could still open.
-	if err := b.deps.Sessions.PutOnce(ctx, "login-spent", state, []byte{1}, loginTTL+2*time.Minute); err != nil {
-		if errors.Is(err, sessions.ErrExists) {
-			return loginFail(LoginInvalidState, badRequest("this login was already completed; start again"))
-		}
-		return loginFail(LoginStoreUnavailable, storeDown(err))
-	}
+	// From here the pending login is this browser's: failures go back to it.
 	if e := q.Get("error"); e != "" {
+		// Before any store write: an error callback costs the store nothing.
 		msg := "the identity provider refused the login: " + e
 		if d := q.Get("error_description"); d != "" {
 			msg += ": " + d
 		}
-		return loginFail(LoginProviderError, httperr.New(http.StatusUnauthorized, httperr.CodeUnauthenticated, msg))
+		return b.loginFailed(c, &p, LoginProviderError, p.providerErrorCode(e),
+			httperr.New(http.StatusUnauthorized, httperr.CodeUnauthenticated, msg))
 	}
 	code := q.Get("code")
 	if code == "" {
-		return loginFail(LoginInvalidResponse, badRequest("the callback has no code parameter"))
+		return b.loginFailed(c, &p, LoginInvalidResponse, "", badRequest("the callback has no code parameter"))
+	}
+	// Spent across all instances; kept as long as the cookie could still open.
+	if err := b.deps.Sessions.PutOnce(ctx, "login-spent", state, []byte{1}, loginTTL+2*time.Minute); err != nil {
+		if errors.Is(err, sessions.ErrExists) {
+			return b.loginFailed(c, &p, LoginInvalidState, "", badRequest("this login was already completed; start again"))
+		}
+		return b.loginFailed(c, &p, LoginStoreUnavailable, "", storeDown(err))
 	}
 	meta, err := b.provider.get(ctx)
 	if err != nil {
-		return b.providerDown(err)
+		return b.loginFailed(c, &p, LoginProviderUnavailable, "", b.providerDown(err))
 	}
 	// RFC 9207: a provider that names itself must be the one we sent the user to.
 	if q.Has("iss") && q.Get("iss") != meta.issuer {
-		return loginFail(LoginInvalidResponse, badRequest("the callback's iss parameter does not name this frontend's provider"))
+		return b.loginFailed(c, &p, LoginInvalidResponse, "", badRequest("the callback's iss parameter does not name this frontend's provider"))
 	}
 	tok, err := b.tokens.exchangeCode(ctx, meta, code, p.Verifier, nil)
 	if err != nil {
 		var re *oauth2.RetrieveError
 		if errors.As(err, &re) && re.Response != nil && re.Response.StatusCode < 500 {
-			return loginFail(LoginCodeRejected, httperr.Wrap(http.StatusUnauthorized, httperr.CodeUnauthenticated, "the identity provider rejected the authorization code", err))
+			return b.loginFailed(c, &p, LoginCodeRejected, "", httperr.Wrap(http.StatusUnauthorized, httperr.CodeUnauthenticated, "the identity provider rejected the authorization code", err))
 		}
-		return b.providerDown(err)
+		return b.loginFailed(c, &p, LoginProviderUnavailable, "", b.providerDown(err))
 	}
 	rawID, _ := tok.Extra("id_token").(string)
 	if rawID == "" {
-		return loginFail(LoginInvalidIDToken, httperr.New(http.StatusUnauthorized, httperr.CodeUnauthenticated, "the identity provider returned no ID token"))
+		return b.loginFailed(c, &p, LoginInvalidIDToken, "", httperr.New(http.StatusUnauthorized, httperr.CodeUnauthenticated, "the identity provider returned no ID token"))
 	}
 	idt, err := meta.verifier.Verify(b.providerCtx(ctx), rawID)
 	if err != nil {
-		return loginFail(LoginInvalidIDToken, httperr.Wrap(http.StatusUnauthorized, httperr.CodeUnauthenticated, "the ID token failed verification", err))
+		return b.loginFailed(c, &p, LoginInvalidIDToken, "", httperr.Wrap(http.StatusUnauthorized, httperr.CodeUnauthenticated, "the ID token failed verification", err))
 	}
 	if subtle.ConstantTimeCompare([]byte(idt.Nonce), []byte(p.Nonce)) != 1 {
-		return loginFail(LoginInvalidIDToken, httperr.New(http.StatusUnauthorized, httperr.CodeUnauthenticated, "the ID token's nonce does not match this login"))
+		return b.loginFailed(c, &p, LoginInvalidIDToken, "", httperr.New(http.StatusUnauthorized, httperr.CodeUnauthenticated, "the ID token's nonce does not match this login"))
 	}
 	if idt.AccessTokenHash != "" {
 		if err := idt.VerifyAccessToken(tok.AccessToken); err != nil {
-			return loginFail(LoginInvalidIDToken, httperr.Wrap(http.StatusUnauthorized, httperr.CodeUnauthenticated, "the access token does not match the ID token's at_hash", err))
+			return b.loginFailed(c, &p, LoginInvalidIDToken, "", httperr.Wrap(http.StatusUnauthorized, httperr.CodeUnauthenticated, "the access token does not match the ID token's at_hash", err))
 		}
 	}
 	var claims json.RawMessage
 	if err := idt.Claims(&claims); err != nil {
-		return loginFail(LoginInvalidIDToken, httperr.Wrap(http.StatusUnauthorized, httperr.CodeUnauthenticated, "the ID token's claims cannot be read", err))
+		return b.loginFailed(c, &p, LoginInvalidIDToken, "", httperr.Wrap(http.StatusUnauthorized, httperr.CodeUnauthenticated, "the ID token's claims cannot be read", err))
 	}
-	var sidClaim struct {
-		SID string `json:"sid"`
+	var extra struct {
+		SID      string `json:"sid"`
+		ACR      string `json:"acr"`
+		AuthTime *int64 `json:"auth_time"`
 	}
-	_ = json.Unmarshal(claims, &sidClaim)
+	_ = json.Unmarshal(claims, &extra)
+	if err := p.checkStepUp(extra.ACR, extra.AuthTime, b.now()); err != nil {
+		return b.loginFailed(c, &p, LoginInvalidIDToken, errStepUpFailed,
+			httperr.Wrap(http.StatusUnauthorized, httperr.CodeUnauthenticated, "the login does not satisfy the requested acr_values or max_age", err))
+	}
+	// A new login in a browser that has a session of this frontend ends
+	// that session (ASVS V7.2.4): a fixed or stolen old cookie dies with it.
+	if err := b.endPreviousSession(c); err != nil {
+		return b.loginFailed(c, &p, LoginStoreUnavailable, "", storeDown(err))
+	}
 
 	now := b.now()
 	s := &sessions.Session{
 		Frontend:       b.fe.Name,
 		Subject:        idt.Subject,
-		ProviderSID:    sidClaim.SID,
+		ProviderSID:    extra.SID,
 		Claims:         claims,
 		IDToken:        rawID,
 		AccessToken:    tok.AccessToken,
@@ -260,17 +356,134 @@ func (b *BFF) callback(c echo.Context) error {
 	}
 	ref, err := b.deps.Sessions.Create(ctx, b.binding, s)
 	if err != nil {
-		return storeDown(err)
+		return b.loginFailed(c, &p, LoginStoreUnavailable, "", storeDown(err))
 	}
 	b.loggedIn(ctx, s)
 	b.setSessionCookie(c, ref)
 	return c.Redirect(http.StatusFound, p.ReturnTo)
 }
 
+// endPreviousSession deletes the session this browser's cookie names, if it
+// is still live. A cookie that does not open is nothing to end.
+func (b *BFF) endPreviousSession(c echo.Context) error {
+	if b.fe.Kind == config.KindMobile {
+		return nil // the system browser carries no handle
+	}
+	ref := b.credential(c.Request())
+	if ref == "" {
+		return nil
+	}
+	ctx := c.Request().Context()
+	old, err := b.deps.Sessions.Load(ctx, b.binding, ref)
+	switch {
+	case errors.Is(err, sessions.ErrNotFound), errors.Is(err, sessions.ErrInvalidRef):
+		return nil
+	case err != nil:
+		return err
+	}
+	if err := b.deps.Sessions.Delete(ctx, old); err != nil {
+		return err
+	}
+	b.obs().SessionsEnded(b.fe.Name, EndLogout, 1)
+	b.log.InfoContext(ctx, "previous session ended by a new login", "sub", old.Subject)
+	return nil
+}
+
+// Error codes a failed login sends back to returnTo (error=...), besides
+// the provider's own OAuth error codes.
+const (
+	errLoginFailed  = "login_failed"
+	errStepUpFailed = "step_up_failed"
+)
+
+// providerErrorCode is the error code to send back for the provider's
+// error=e: its OAuth code (RFC 6749 4.1.2.1), or login_required for every
+// "the user must interact" answer to a silent login (prompt=none).
+func (p *pendingLogin) providerErrorCode(e string) string {
+	if p.Prompt == "none" {
+		switch e {
+		case "login_required", "interaction_required", "consent_required":
+			return "login_required"
+		}
+	}
+	if len(e) > 64 || strings.ContainsFunc(e, func(r rune) bool { return !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '_') }) {
+		return errLoginFailed // not a code: do not echo it
+	}
+	return e
+}
+
+// checkStepUp holds the ID token's acr and auth_time to what this login
+// asked for (OIDC Core 3.1.3.7 items 11 and 13).
+func (p *pendingLogin) checkStepUp(acr string, authTime *int64, now time.Time) error {
+	if p.ACRValues != "" && !slices.Contains(strings.Fields(p.ACRValues), acr) {
+		return fmt.Errorf("acr %q is not one of %q", acr, p.ACRValues)
+	}
+	if p.MaxAge != nil {
+		if authTime == nil {
+			return errors.New("max_age was requested and the ID token has no auth_time")
+		}
+		age := now.Sub(time.Unix(*authTime, 0))
+		if age > time.Duration(*p.MaxAge)*time.Second+clockSkew {
+			return fmt.Errorf("auth_time is %v old, max_age is %ds", age.Round(time.Second), *p.MaxAge)
+		}
+	}
+	return nil
+}
+
+// loginFailed ends a failed callback: the reason goes to the log at warn;
+// when the pending login is known (p != nil) the browser goes back to its
+// returnTo (mobile: the app's redirect URI) with error=code (login_failed
+// when code is empty); otherwise it gets a 400 naming the problem, as an
+// HTML page for a browser and JSON for anything else. The returned error
+// carries the reason for the login metrics; the answer is already written
+// unless it is the JSON one.
+func (b *BFF) loginFailed(c echo.Context, p *pendingLogin, reason, code string, he *httperr.Error) error {
+	b.log.WarnContext(c.Request().Context(), "login failed", "reason", reason, "error", he.Error())
+	if p != nil {
+		if code == "" {
+			code = errLoginFailed
+		}
+		target, err := addQuery(p.ReturnTo, url.Values{"error": {code}})
+		if err == nil {
+			if err := c.Redirect(http.StatusFound, target); err != nil {
+				return err
+			}
+			return loginFail(reason, he)
+		}
+	}
+	bad := he
+	if bad.Status != http.StatusBadRequest {
+		bad = httperr.Wrap(http.StatusBadRequest, httperr.CodeBadRequest, he.Message, he.Err)
+	}
+	if prefersHTML(c.Request()) {
+		if err := b.writeErrorPage(c, http.StatusBadRequest, bad.Message); err != nil {
+			return err
+		}
+	}
+	return loginFail(reason, bad)
+}
+
+// addQuery returns raw with params added to its query (existing ones kept).
+func addQuery(raw string, params url.Values) (string, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "", err
+	}
+	q := u.Query()
+	for k, vs := range params {
+		q[k] = vs
+	}
+	u.RawQuery = q.Encode()
+	return u.String(), nil
+}
+
 // providerCtx makes oauth2 and go-oidc use our client for provider calls.
 func (b *BFF) providerCtx(ctx context.Context) context.Context {
 	return oidc.ClientContext(context.WithValue(ctx, oauth2.HTTPClient, b.deps.HTTPClient), b.deps.HTTPClient)
 }
+
+// protocolClaims are ID token claims that only serve the login's checks.
+var protocolClaims = []string{"nonce", "at_hash", "c_hash"}
 
 func (b *BFF) user(c echo.Context) error {
 	s, err := b.requireSession(c)
@@ -280,6 +493,10 @@ func (b *BFF) user(c echo.Context) error {
 	body := map[string]any{}
 	if err := json.Unmarshal(s.Claims, &body); err != nil {
 		return fmt.Errorf("session claims: %w", err)
+	}
+	// Protocol-only claims mean nothing to the page (Duende BFF drops them too).
+	for _, k := range protocolClaims {
+		delete(body, k)
 	}
 	expires := b.sessionExpiresIn(s.Session)
 	body["bff"] = map[string]any{

@@ -113,6 +113,9 @@ func TestLoginSetsOpaqueCookieAndUserEndpoint(t *testing.T) {
 	errorCode(t, other.get("/web/bff/user", http.Header{"X-Csrf": {"1"}}), http.StatusUnauthorized, "unauthenticated")
 }
 
+// A callback that fails leaves no session. Without a known pending login
+// (no login cookie, or a state it does not hold) the answer is a 400; with
+// one, the browser goes back to its returnTo with error= (SPEC §3 callback).
 func TestLoginCallbackFailures(t *testing.T) {
 	e := newEnv(t)
 
@@ -136,7 +139,7 @@ func TestLoginCallbackFailures(t *testing.T) {
 		}
 		again := e.browser()
 		again.Jar.SetCookies(mustURL(e.public+"/"), lc)
-		errorCode(t, again.get(cb, nil), http.StatusBadRequest, "bad_request")
+		wantLoginError(t, again.get(cb, nil), "/web/", "login_failed")
 		if again.cookie("bff-web") != nil {
 			t.Error("replayed callback set a session cookie")
 		}
@@ -152,23 +155,44 @@ func TestLoginCallbackFailures(t *testing.T) {
 	t.Run("wrong iss parameter", func(t *testing.T) {
 		b := e.browser()
 		cb := b.callback(t, "/web/bff/login", e.admin())
-		errorCode(t, b.get(withQuery(cb, "iss", "https://evil.example"), nil), http.StatusBadRequest, "bad_request")
+		wantLoginError(t, b.get(withQuery(cb, "iss", "https://evil.example"), nil), "/web/", "login_failed")
+		if b.cookie("bff-web") != nil {
+			t.Error("a session cookie was set")
+		}
 	})
 
 	t.Run("provider error", func(t *testing.T) {
 		b := e.browser()
 		state := b.loginState()
-		errorCode(t, b.get("/web/bff/callback?error=access_denied&state="+url.QueryEscape(state), nil), http.StatusUnauthorized, "unauthenticated")
+		wantLoginError(t, b.get("/web/bff/callback?error=access_denied&state="+url.QueryEscape(state), nil), "/web/", "access_denied")
 	})
 
 	t.Run("bad code", func(t *testing.T) {
 		b := e.browser()
 		state := b.loginState()
-		errorCode(t, b.get("/web/bff/callback?code=forged&state="+url.QueryEscape(state), nil), http.StatusUnauthorized, "unauthenticated")
+		wantLoginError(t, b.get("/web/bff/callback?code=forged&state="+url.QueryEscape(state), nil), "/web/", "login_failed")
 		if b.cookie("bff-web") != nil {
 			t.Error("a session cookie was set")
 		}
 	})
+}
+
+// wantLoginError asserts a failed callback's redirect back to path with
+// error=code added, and that no session cookie came with it.
+func wantLoginError(t *testing.T, resp *http.Response, path, code string) {
+	t.Helper()
+	if resp.StatusCode != http.StatusFound {
+		t.Fatalf("status %d, want 302 back to %s; body %s", resp.StatusCode, path, readBody(resp))
+	}
+	loc := mustURL(resp.Header.Get("Location"))
+	if loc.Path != path || loc.Host != "" || loc.Query().Get("error") != code {
+		t.Fatalf("Location = %q, want %s?error=%s", loc, path, code)
+	}
+	for _, c := range resp.Cookies() {
+		if c.Name == "bff-web" && c.MaxAge >= 0 {
+			t.Errorf("a failed callback set the session cookie")
+		}
+	}
 }
 
 // withQuery is the URL raw with its query parameter key set to value.

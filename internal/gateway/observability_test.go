@@ -147,8 +147,9 @@ func TestLogsNeverContainSecrets(t *testing.T) {
 	q.Set("code", "forged-authorization-code-0123456789")
 	sec.add("forged code", q.Get("code"))
 	cb2URL.RawQuery = q.Encode()
-	if resp := other.get(cb2URL.String(), nil); resp.StatusCode != http.StatusUnauthorized {
-		t.Fatalf("callback with a forged code: %d %s", resp.StatusCode, readBody(resp))
+	// (back to returnTo with error=login_failed: the pending login is known)
+	if resp := other.get(cb2URL.String(), nil); resp.StatusCode != http.StatusFound || mustURL(resp.Header.Get("Location")).Query().Get("error") != "login_failed" {
+		t.Fatalf("callback with a forged code: %d to %q %s", resp.StatusCode, resp.Header.Get("Location"), readBody(resp))
 	}
 
 	if resp := b.do(http.MethodGet, "/web/bff/user", http.Header{"X-Csrf": {"1"}}, ""); resp.StatusCode != http.StatusOK {
@@ -257,8 +258,9 @@ func TestLogsNeverContainSecrets(t *testing.T) {
 		{"bffgate_sessions_ended_total", map[string]string{"frontend": "app", "cause": "logout"}, 1, 1},
 		{"bffgate_token_refreshes_total", map[string]string{"frontend": "web", "outcome": "ok"}, 2, 2},
 		{"bffgate_token_refreshes_total", map[string]string{"frontend": "app", "outcome": "ok"}, 1, 1},
-		{"bffgate_http_requests_total", map[string]string{"frontend": "web", "route": "bff:callback", "status_class": "3xx"}, 1, 1},
-		{"bffgate_http_requests_total", map[string]string{"frontend": "web", "route": "bff:callback", "status_class": "4xx"}, 2, 2},
+		// the login, and the forged code sent back with error=login_failed
+		{"bffgate_http_requests_total", map[string]string{"frontend": "web", "route": "bff:callback", "status_class": "3xx"}, 2, 2},
+		{"bffgate_http_requests_total", map[string]string{"frontend": "web", "route": "bff:callback", "status_class": "4xx"}, 1, 1},
 		{"bffgate_http_requests_total", map[string]string{"frontend": "web", "route": "/api/orders", "status_class": "2xx"}, 1, 1},
 		{"bffgate_http_requests_total", map[string]string{"frontend": "web", "route": "/api/summary", "status_class": "2xx"}, 1, 1},
 		{"bffgate_http_request_duration_seconds", map[string]string{"frontend": "web", "route": "bff:user"}, 1, 1},
