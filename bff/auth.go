@@ -244,22 +244,22 @@ func (b *BFF) callback(c echo.Context) error {
 	q := r.URL.Query()
 	state := q.Get("state")
 	if state == "" {
-		return b.loginFailed(c, nil, LoginInvalidState, "", badRequest("the callback has no state parameter"))
+		return b.failLogin(c, nil, LoginInvalidState, "", badRequest("the callback has no state parameter"))
 	}
 	cookieName := b.loginCookieName(state)
 	lc, err := r.Cookie(cookieName)
 	if err != nil {
-		return b.loginFailed(c, nil, LoginInvalidState, "", badRequest(b.noPendingLoginMessage(r, state)))
+		return b.failLogin(c, nil, LoginInvalidState, "", badRequest(b.noPendingLoginMessage(r, state)))
 	}
 	// The login cookie is spent whatever happens next.
 	c.SetCookie(&http.Cookie{Name: cookieName, Value: "", Path: "/", MaxAge: -1, HttpOnly: true, Secure: b.secure, SameSite: http.SameSiteLaxMode})
 	raw, err := b.deps.Sessions.Open(b.loginSeal(), lc.Value, loginTTL)
 	if err != nil {
-		return b.loginFailed(c, nil, LoginInvalidState, "", badRequest("the login state cookie is invalid or expired"))
+		return b.failLogin(c, nil, LoginInvalidState, "", badRequest("the login state cookie is invalid or expired"))
 	}
 	var p pendingLogin
 	if err := json.Unmarshal(raw, &p); err != nil || subtle.ConstantTimeCompare([]byte(p.State), []byte(state)) != 1 {
-		return b.loginFailed(c, nil, LoginInvalidState, "", badRequest("the state parameter does not match this browser's pending login"))
+		return b.failLogin(c, nil, LoginInvalidState, "", badRequest("the state parameter does not match this browser's pending login"))
 	}
 	// From here the pending login is this browser's: failures go back to it.
 	if e := q.Get("error"); e != "" {
@@ -268,55 +268,55 @@ func (b *BFF) callback(c echo.Context) error {
 		if d := q.Get("error_description"); d != "" {
 			msg += ": " + d
 		}
-		return b.loginFailed(c, &p, LoginProviderError, p.providerErrorCode(e),
+		return b.failLogin(c, &p, LoginProviderError, p.providerErrorCode(e),
 			httperr.New(http.StatusUnauthorized, httperr.CodeUnauthenticated, msg))
 	}
 	code := q.Get("code")
 	if code == "" {
-		return b.loginFailed(c, &p, LoginInvalidResponse, "", badRequest("the callback has no code parameter"))
+		return b.failLogin(c, &p, LoginInvalidResponse, "", badRequest("the callback has no code parameter"))
 	}
 	// Spent across all instances; kept as long as the cookie could still open.
 	if err := b.deps.Sessions.PutOnce(ctx, "login-spent", state, []byte{1}, loginTTL+2*time.Minute); err != nil {
 		if errors.Is(err, sessions.ErrExists) {
-			return b.loginFailed(c, &p, LoginInvalidState, "", badRequest("this login was already completed; start again"))
+			return b.failLogin(c, &p, LoginInvalidState, "", badRequest("this login was already completed; start again"))
 		}
-		return b.loginFailed(c, &p, LoginStoreUnavailable, "", storeDown(err))
+		return b.failLogin(c, &p, LoginStoreUnavailable, "", storeDown(err))
 	}
 	meta, err := b.provider.get(ctx)
 	if err != nil {
-		return b.loginFailed(c, &p, LoginProviderUnavailable, "", b.providerDown(err))
+		return b.failLogin(c, &p, LoginProviderUnavailable, "", b.providerDown(err))
 	}
 	// RFC 9207: a provider that names itself must be the one we sent the user to.
 	if q.Has("iss") && q.Get("iss") != meta.issuer {
-		return b.loginFailed(c, &p, LoginInvalidResponse, "", badRequest("the callback's iss parameter does not name this frontend's provider"))
+		return b.failLogin(c, &p, LoginInvalidResponse, "", badRequest("the callback's iss parameter does not name this frontend's provider"))
 	}
 	tok, err := b.tokens.exchangeCode(ctx, meta, code, p.Verifier, nil)
 	if err != nil {
 		var re *oauth2.RetrieveError
 		if errors.As(err, &re) && re.Response != nil && re.Response.StatusCode < 500 {
-			return b.loginFailed(c, &p, LoginCodeRejected, "", httperr.Wrap(http.StatusUnauthorized, httperr.CodeUnauthenticated, "the identity provider rejected the authorization code", err))
+			return b.failLogin(c, &p, LoginCodeRejected, "", httperr.Wrap(http.StatusUnauthorized, httperr.CodeUnauthenticated, "the identity provider rejected the authorization code", err))
 		}
-		return b.loginFailed(c, &p, LoginProviderUnavailable, "", b.providerDown(err))
+		return b.failLogin(c, &p, LoginProviderUnavailable, "", b.providerDown(err))
 	}
 	rawID, _ := tok.Extra("id_token").(string)
 	if rawID == "" {
-		return b.loginFailed(c, &p, LoginInvalidIDToken, "", httperr.New(http.StatusUnauthorized, httperr.CodeUnauthenticated, "the identity provider returned no ID token"))
+		return b.failLogin(c, &p, LoginInvalidIDToken, "", httperr.New(http.StatusUnauthorized, httperr.CodeUnauthenticated, "the identity provider returned no ID token"))
 	}
 	idt, err := meta.verifier.Verify(b.providerCtx(ctx), rawID)
 	if err != nil {
-		return b.loginFailed(c, &p, LoginInvalidIDToken, "", httperr.Wrap(http.StatusUnauthorized, httperr.CodeUnauthenticated, "the ID token failed verification", err))
+		return b.failLogin(c, &p, LoginInvalidIDToken, "", httperr.Wrap(http.StatusUnauthorized, httperr.CodeUnauthenticated, "the ID token failed verification", err))
 	}
 	if subtle.ConstantTimeCompare([]byte(idt.Nonce), []byte(p.Nonce)) != 1 {
-		return b.loginFailed(c, &p, LoginInvalidIDToken, "", httperr.New(http.StatusUnauthorized, httperr.CodeUnauthenticated, "the ID token's nonce does not match this login"))
+		return b.failLogin(c, &p, LoginInvalidIDToken, "", httperr.New(http.StatusUnauthorized, httperr.CodeUnauthenticated, "the ID token's nonce does not match this login"))
 	}
 	if idt.AccessTokenHash != "" {
 		if err := idt.VerifyAccessToken(tok.AccessToken); err != nil {
-			return b.loginFailed(c, &p, LoginInvalidIDToken, "", httperr.Wrap(http.StatusUnauthorized, httperr.CodeUnauthenticated, "the access token does not match the ID token's at_hash", err))
+			return b.failLogin(c, &p, LoginInvalidIDToken, "", httperr.Wrap(http.StatusUnauthorized, httperr.CodeUnauthenticated, "the access token does not match the ID token's at_hash", err))
 		}
 	}
 	var claims json.RawMessage
 	if err := idt.Claims(&claims); err != nil {
-		return b.loginFailed(c, &p, LoginInvalidIDToken, "", httperr.Wrap(http.StatusUnauthorized, httperr.CodeUnauthenticated, "the ID token's claims cannot be read", err))
+		return b.failLogin(c, &p, LoginInvalidIDToken, "", httperr.Wrap(http.StatusUnauthorized, httperr.CodeUnauthenticated, "the ID token's claims cannot be read", err))
 	}
 	var extra struct {
 		SID      string `json:"sid"`
@@ -325,13 +325,13 @@ func (b *BFF) callback(c echo.Context) error {
 	}
 	_ = json.Unmarshal(claims, &extra)
 	if err := p.checkStepUp(extra.ACR, extra.AuthTime, b.now()); err != nil {
-		return b.loginFailed(c, &p, LoginInvalidIDToken, errStepUpFailed,
+		return b.failLogin(c, &p, LoginInvalidIDToken, errStepUpFailed,
 			httperr.Wrap(http.StatusUnauthorized, httperr.CodeUnauthenticated, "the login does not satisfy the requested acr_values or max_age", err))
 	}
 	// A new login in a browser that has a session of this frontend ends
 	// that session (ASVS V7.2.4): a fixed or stolen old cookie dies with it.
 	if err := b.endPreviousSession(c); err != nil {
-		return b.loginFailed(c, &p, LoginStoreUnavailable, "", storeDown(err))
+		return b.failLogin(c, &p, LoginStoreUnavailable, "", storeDown(err))
 	}
 
 	now := b.now()
@@ -356,7 +356,7 @@ func (b *BFF) callback(c echo.Context) error {
 	}
 	ref, err := b.deps.Sessions.Create(ctx, b.binding, s)
 	if err != nil {
-		return b.loginFailed(c, &p, LoginStoreUnavailable, "", storeDown(err))
+		return b.failLogin(c, &p, LoginStoreUnavailable, "", storeDown(err))
 	}
 	b.loggedIn(ctx, s)
 	b.setSessionCookie(c, ref)
@@ -384,8 +384,7 @@ func (b *BFF) endPreviousSession(c echo.Context) error {
 	if err := b.deps.Sessions.Delete(ctx, old); err != nil {
 		return err
 	}
-	b.obs().SessionsEnded(b.fe.Name, EndLogout, 1)
-	b.log.InfoContext(ctx, "previous session ended by a new login", "sub", old.Subject)
+	b.sessionEnded(ctx, EndLogout, old)
 	return nil
 }
 
@@ -430,15 +429,14 @@ func (p *pendingLogin) checkStepUp(acr string, authTime *int64, now time.Time) e
 	return nil
 }
 
-// loginFailed ends a failed callback: the reason goes to the log at warn;
-// when the pending login is known (p != nil) the browser goes back to its
-// returnTo (mobile: the app's redirect URI) with error=code (login_failed
-// when code is empty); otherwise it gets a 400 naming the problem, as an
-// HTML page for a browser and JSON for anything else. The returned error
-// carries the reason for the login metrics; the answer is already written
-// unless it is the JSON one.
-func (b *BFF) loginFailed(c echo.Context, p *pendingLogin, reason, code string, he *httperr.Error) error {
-	b.log.WarnContext(c.Request().Context(), "login failed", "reason", reason, "error", he.Error())
+// failLogin ends a failed callback. When the pending login is known
+// (p != nil) the browser goes back to its returnTo (mobile: the app's
+// redirect URI) with error=code (login_failed when code is empty);
+// otherwise it gets a 400 naming the problem, as an HTML page for a browser
+// and JSON for anything else. The returned error carries the reason and the
+// cause: observeRoutes counts it and logs the login_failed audit event at
+// warn. The answer is already written unless it is the JSON one.
+func (b *BFF) failLogin(c echo.Context, p *pendingLogin, reason, code string, he *httperr.Error) error {
 	if p != nil {
 		if code == "" {
 			code = errLoginFailed
