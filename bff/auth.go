@@ -352,7 +352,15 @@ func (b *BFF) callback(c echo.Context) error {
 	if b.fe.Kind == config.KindMobile {
 		// The session is created when the app redeems the code (mobile.go):
 		// a code that is never redeemed leaves no session behind.
-		return b.handoff(c, s, p)
+		if err := b.handoff(c, s, p); err != nil {
+			// The app is still told, with its state, rather than left waiting.
+			var he *httperr.Error
+			if !errors.As(err, &he) {
+				he = storeDown(err)
+			}
+			return b.failLogin(c, &p, LoginStoreUnavailable, "", he)
+		}
+		return nil
 	}
 	ref, err := b.deps.Sessions.Create(ctx, b.binding, s)
 	if err != nil {
@@ -441,7 +449,11 @@ func (b *BFF) failLogin(c echo.Context, p *pendingLogin, reason, code string, he
 		if code == "" {
 			code = errLoginFailed
 		}
-		target, err := addQuery(p.ReturnTo, url.Values{"error": {code}})
+		params := url.Values{"error": {code}}
+		if b.fe.Kind == config.KindMobile && p.AppState != "" {
+			params.Set("state", p.AppState) // RFC 6749 4.1.2.1: the app matches it to its request
+		}
+		target, err := addQuery(p.ReturnTo, params)
 		if err == nil {
 			if err := c.Redirect(http.StatusFound, target); err != nil {
 				return err

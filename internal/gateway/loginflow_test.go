@@ -113,14 +113,15 @@ func TestLoginFailureRedirectsBackWithError(t *testing.T) {
 
 	t.Run("mobile: back to the app URI", func(t *testing.T) {
 		b := e.browser()
-		resp := b.get("/app/bff/login?returnTo="+url.QueryEscape(appURI)+"&code_challenge="+oauth2.S256ChallengeFromVerifier(oauth2.GenerateVerifier()), nil)
+		resp := b.get("/app/bff/login?returnTo="+url.QueryEscape(appURI)+"&state=app-state-42&code_challenge="+oauth2.S256ChallengeFromVerifier(oauth2.GenerateVerifier()), nil)
 		state := mustURL(resp.Header.Get("Location")).Query().Get("state")
 		resp = b.get("/app/bff/callback?error=access_denied&state="+url.QueryEscape(state), nil)
 		if resp.StatusCode != http.StatusFound || !strings.HasPrefix(resp.Header.Get("Location"), appURI+"?") {
 			t.Fatalf("status %d to %q, want 302 to the app", resp.StatusCode, resp.Header.Get("Location"))
 		}
-		if got := mustURL(resp.Header.Get("Location")).Query().Get("error"); got != "access_denied" {
-			t.Errorf("error = %q, want access_denied", got)
+		q := mustURL(resp.Header.Get("Location")).Query()
+		if q.Get("error") != "access_denied" || q.Get("state") != "app-state-42" {
+			t.Errorf("the app got %v, want error=access_denied and its own state back", q)
 		}
 	})
 
