@@ -355,6 +355,8 @@ func browseDemo(ctx context.Context, t *testing.T, chromium string, d *browserDe
 	do("log out",
 		chromedp.Click(chromedp.CSS(`#logout`)),
 		chromedp.WaitVisible(chromedp.CSS(`body[data-state="out"] #login`)),
+		// The page says the user was signed out, not just "not signed in".
+		chromedp.WaitVisible(chromedp.CSS(`#signed-out`)),
 	)
 	if loc := location("location after logout"); loc != spa {
 		t.Errorf("after logout at %s, want %s", loc, spa)
@@ -366,6 +368,8 @@ func browseDemo(ctx context.Context, t *testing.T, chromium string, d *browserDe
 	do("reload after logout",
 		chromedp.Reload(),
 		chromedp.WaitVisible(chromedp.CSS(`body[data-state="out"] #login`)),
+		// The notice is for the logout itself, not every later visit.
+		chromedp.WaitNotVisible(chromedp.CSS(`#signed-out`)),
 	)
 	lap("logout + session gone")
 }

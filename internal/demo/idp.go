@@ -43,9 +43,7 @@ const defaultAccessTokenLifetime = 5 * time.Minute
 // issuer's host, test-user@<host>.
 func AdminUsername(issuer string) string {
 	// Same derivation as storage.NewUserStore, so the two always agree.
-	_, rest, _ := strings.Cut(issuer, "://")
-	host, _, _ := strings.Cut(rest, ":")
-	return "test-user@" + host
+	return "test-user@" + demoHost(issuer)
 }
 
 // Client is a confidential web client of the demo provider: it authenticates
@@ -156,6 +154,7 @@ func NewIDP(issuer string, clients []Client, opts IDPOptions) (*IDP, error) {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	users := storage.NewUserStore(issuer)
+	demoEmails(users, issuer)
 	st := &idpStorage{
 		// An empty client map: every client lookup goes through the
 		// overrides below, never through the example's global registry.
@@ -166,7 +165,8 @@ func NewIDP(issuer string, clients []Client, opts IDPOptions) (*IDP, error) {
 		log:                 logger,
 	}
 	// A nil logger: SetupServer would otherwise make it the process default.
-	return &IDP{Handler: exampleop.SetupServer(issuer, st, nil, false), issuer: issuer, st: st}, nil
+	h := listDemoUsers(exampleop.SetupServer(issuer, st, nil, false), issuer)
+	return &IDP{Handler: h, issuer: issuer, st: st}, nil
 }
 
 func validateIssuer(issuer string) error {

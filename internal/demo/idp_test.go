@@ -4,10 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -231,6 +233,10 @@ func TestIDPCodeFlow(t *testing.T) {
 	if idc.Email == "" || idc.Name == "" {
 		t.Errorf("ID token lacks profile/email claims: %+v", idc)
 	}
+	// The email the page shows is the name the user logged in with.
+	if idc.Email != demo.AdminUsername(issuer) {
+		t.Errorf("admin email %q, want the login name %q", idc.Email, demo.AdminUsername(issuer))
+	}
 
 	// Access token: a JWT with roles, living AccessTokenLifetime.
 	atc := r.verifyAccessToken(t, res.token.AccessToken)
@@ -293,6 +299,9 @@ func TestIDPPlainUserRoles(t *testing.T) {
 	}
 	if !slices.Equal(idc.Roles, []string{demo.RoleUser}) {
 		t.Errorf("ID token roles %v", idc.Roles)
+	}
+	if u, _ := url.Parse(issuer); idc.Email != demo.UserUsername+"@"+u.Hostname() {
+		t.Errorf("plain user's email %q, want %s@<issuer host>", idc.Email, demo.UserUsername)
 	}
 	if atc := r.verifyAccessToken(t, res.token.AccessToken); !slices.Equal(atc.Roles, []string{demo.RoleUser}) {
 		t.Errorf("access token roles %v", atc.Roles)
@@ -479,4 +488,41 @@ func expiresIn(t *testing.T, tok *oauth2.Token) time.Duration {
 		t.Fatalf("expires_in %T %v", v, v)
 		return 0
 	}
+}
+
+// TestIDPLoginFormListsDemoUsers: the provider's login form names the demo
+// users and their password, and stays a working form.
+func TestIDPLoginFormListsDemoUsers(t *testing.T) {
+	issuer := serveIDP(t, demo.IDPOptions{})
+	r := newRP(t, issuer)
+	start := r.oauth.AuthCodeURL("state", oauth2.S256ChallengeOption(oauth2.GenerateVerifier()))
+	b := oidctest.NewBrowser(t)
+	var page string
+	for u, i := start, 0; i < 5; i++ {
+		resp, err := b.Follow(t.Context(), u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusOK {
+			page = string(body)
+			if n := resp.Header.Get("Content-Length"); n != "" && n != strconv.Itoa(len(body)) {
+				t.Errorf("Content-Length %s, body %d bytes", n, len(body))
+			}
+			break
+		}
+		next, err := resp.Request.URL.Parse(resp.Header.Get("Location"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		u = next.String()
+	}
+	for _, want := range []string{`<form method="POST" action="/login/username"`, demo.AdminUsername(issuer), demo.UserUsername, demo.Password} {
+		if !strings.Contains(page, want) {
+			t.Errorf("login page lacks %q:\n%s", want, page)
+		}
+	}
+	// The form still logs in (oidctest submits it).
+	r.login(t, demo.UserUsername)
 }

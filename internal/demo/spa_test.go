@@ -80,8 +80,9 @@ func TestSPAHandler(t *testing.T) {
 				t.Errorf("mobile page has no element #%s", id)
 			}
 		}
-		for _, want := range []string{`name="bff-app-mount" content="/app"`, "/bff/login?returnTo=", "code_challenge_method=S256",
-			"crypto.subtle.digest('SHA-256'", "/bff/session", "code_verifier", "'Authorization': 'Bearer '", "/bff/logout"} {
+		for _, want := range []string{`name="bff-app-mount" content="/app"`, "/bff/login?response_type=code", "&redirect_uri=", "&state=",
+			"code_challenge_method=S256", "crypto.subtle.digest('SHA-256'", "/bff/session", "grant_type: 'authorization_code'",
+			"code_verifier", "'Authorization': 'Bearer '", "/bff/revoke", "clearResult()"} {
 			if !strings.Contains(body, want) {
 				t.Errorf("mobile page lacks %q", want)
 			}
