@@ -134,6 +134,11 @@ func run() error {
 			Routes: []config.Route{{Prefix: routePrefix, Upstream: upURL, StripPrefix: true}},
 		}},
 	}
+	if *tokenLifetime < time.Hour {
+		// A quarter of the lifetime: each token is refreshed once, about
+		// three quarters into its life, whatever the default margin.
+		cfg.Sessions.RefreshMargin = *tokenLifetime / 4
+	}
 	cfg.ApplyDefaults()
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("config: %w", err)
