@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 )
 
@@ -25,18 +26,53 @@ func Load(path string) (*Config, error) {
 // Parse is Load with the main file's bytes already in hand; path still names
 // it in messages and anchors frontends_dir, which is read from disk.
 func Parse(path string, data []byte) (*Config, error) {
-	return parse(path, data, os.LookupEnv, nil)
+	return parse(path, data, os.LookupEnv, nil, nil)
+}
+
+// Reload is the reload path (SIGHUP, or a change in frontends_dir): it loads
+// path again, which must be valid as a whole, and returns a Config whose
+// frontends come from the files and whose server and sessions are running's:
+// those need a restart, so frontend defaults (session timeouts, cookie
+// names) keep deriving from what runs. ignored names the sections ("server",
+// "sessions") whose new values were not applied.
+func Reload(path string, running *Config) (next *Config, ignored []string, err error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	file, err := parse(path, data, os.LookupEnv, nil, nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	if !reflect.DeepEqual(file.Server, running.Server) {
+		ignored = append(ignored, "server")
+	}
+	if !reflect.DeepEqual(file.Sessions, running.Sessions) {
+		ignored = append(ignored, "sessions")
+	}
+	if len(ignored) == 0 {
+		return file, nil, nil
+	}
+	next, err = parse(path, data, os.LookupEnv, nil, running)
+	if err != nil {
+		return nil, nil, err
+	}
+	return next, ignored, nil
 }
 
 // parse is Parse with the environment and the reader of ${file:} targets
 // given (nil: os.ReadFile with limits), so that tests and the fuzz target
-// control both.
-func parse(path string, data []byte, lookup func(string) (string, bool), readFile func(string) ([]byte, error)) (*Config, error) {
+// control both. A non-nil keep replaces the file's server and sessions
+// before defaults and validation (Reload).
+func parse(path string, data []byte, lookup func(string) (string, bool), readFile func(string) ([]byte, error), keep *Config) (*Config, error) {
 	var c Config
 	dir := filepath.Dir(path)
 	main, errs, ok, _ := decodeYAML(path, data, &c, &expander{lookup: lookup, readFile: readFile, dir: dir})
 	if !ok {
 		return nil, errors.Join(errs...)
+	}
+	if keep != nil {
+		c.Server, c.Sessions = keep.Server, keep.Sessions
 	}
 	c.Path = path
 	c.src = map[string]*fileInfo{path: main}

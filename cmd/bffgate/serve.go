@@ -37,13 +37,6 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	for _, w := range cfg.Warnings() {
 		logger.Warn("configuration warning", "problem", w.Error())
 	}
-	reload := func() ([]config.Frontend, error) {
-		c, err := config.Load(*path)
-		if err != nil {
-			return nil, err
-		}
-		return c.Frontends, nil
-	}
 	o := gateway.Options{Logger: logger}
 	if cfg.Server.Tracing.OTLPEndpoint != "" {
 		tp, err := startTracing(ctx, cfg, logger)
@@ -54,18 +47,27 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		defer stopTracing(tp, logger)
 		o.TracerProvider = tp
 	}
-	return serve(ctx, cfg, o, reload, nil, nil, stderr)
+	return serve(ctx, cfg, o, &reloadSource{path: *path}, nil, nil, stderr)
 }
 
 // listening, when non-nil, receives the bound addresses (gateway, admin) once
 // the listeners are open.
 type listening func(addr, admin string)
 
+// reloadSource is where serve reloads the frontends from: the gateway file
+// at path, on SIGHUP and when its frontends_dir changes (debounce 0: the
+// default).
+type reloadSource struct {
+	path     string
+	debounce time.Duration
+}
+
 // serve runs the gateway until SIGTERM/SIGINT (or ctx ends), then drains.
-// SIGHUP calls reload and swaps the frontends when it succeeds. ln, when
+// With a reload source, SIGHUP and changes in frontends_dir reload the
+// frontends (nil: the demo, built in code, has nothing to reload). ln, when
 // non-nil, is the already open gateway listener (the demo needs its port
 // before it can build the config).
-func serve(ctx context.Context, cfg *config.Config, o gateway.Options, reload func() ([]config.Frontend, error), ln net.Listener, onListen listening, stderr io.Writer) int {
+func serve(ctx context.Context, cfg *config.Config, o gateway.Options, src *reloadSource, ln net.Listener, onListen listening, stderr io.Writer) int {
 	logger := o.Logger
 	gw, err := gateway.New(cfg, o)
 	if err != nil {
@@ -107,6 +109,22 @@ func serve(ctx context.Context, cfg *config.Config, o gateway.Options, reload fu
 	// and warn of a store or provider that cannot be reached, on each retry.
 	go gw.WatchStartup(ctx)
 
+	var r *reloader
+	if src != nil {
+		r = &reloader{path: src.path, gw: gw, logger: logger, running: cfg}
+		if dir := frontendsDir(cfg); dir != "" {
+			debounce := src.debounce
+			if debounce == 0 {
+				debounce = defaultDebounce
+			}
+			wctx, stop := context.WithCancel(ctx)
+			defer stop()
+			if err := r.watch(wctx, dir, debounce); err != nil {
+				logger.Warn("cannot watch frontends_dir for changes; SIGHUP still reloads", "dir", dir, "error", err.Error())
+			}
+		}
+	}
+
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 	defer signal.Stop(sig)
@@ -114,19 +132,11 @@ func serve(ctx context.Context, cfg *config.Config, o gateway.Options, reload fu
 		select {
 		case s := <-sig:
 			if s == syscall.SIGHUP {
-				if reload == nil {
+				if r == nil {
 					logger.Warn("SIGHUP: this process has no files to reload")
 					continue
 				}
-				fes, err := reload()
-				if err == nil {
-					err = gw.Reload(fes)
-				}
-				if err != nil {
-					logger.Error("reload failed; keeping the running frontends", "problems", err.Error())
-					continue
-				}
-				logger.Info("frontends reloaded", "frontends", len(fes))
+				r.reload("SIGHUP")
 				continue
 			}
 			logger.Info("shutting down", "signal", s.String(), "timeout", cfg.Server.ShutdownTimeout.String())

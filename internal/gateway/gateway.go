@@ -162,11 +162,17 @@ func (g *Gateway) SessionCache() *cache.Cache { return g.cache }
 // Reload swaps in newly loaded frontends; the running set stays on error.
 func (g *Gateway) Reload(fes []config.Frontend) error {
 	if err := g.Router.Swap(fes); err != nil {
+		g.metrics.ConfigReload("failure")
 		return err
 	}
 	g.metrics.InitFrontends(fes)
+	g.metrics.ConfigReload("success")
 	return nil
 }
+
+// ReloadFailed counts a reload whose files did not load or validate, so
+// never reached Reload (bffgate_config_reloads_total{result="failure"}).
+func (g *Gateway) ReloadFailed() { g.metrics.ConfigReload("failure") }
 
 // Close releases the store connection.
 func (g *Gateway) Close() error {

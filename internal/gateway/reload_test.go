@@ -111,3 +111,40 @@ func TestReloadFailureKeepsRunningSet(t *testing.T) {
 	}
 	errorCode(t, b.api(http.MethodGet, "/web/api/bad/1"), http.StatusNotFound, "not_found")
 }
+
+// TestReloadMetric (issue 9 item 10): reloads are counted by result, from
+// zero, so that an alert on failures works before the first one.
+func TestReloadMetric(t *testing.T) {
+	e := newEnv(t)
+	count := func(result string) float64 {
+		t.Helper()
+		mfs, err := e.gw.Registry.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, mf := range mfs {
+			if mf.GetName() != "bffgate_config_reloads_total" {
+				continue
+			}
+			for _, m := range mf.GetMetric() {
+				for _, l := range m.GetLabel() {
+					if l.GetName() == "result" && l.GetValue() == result {
+						return m.GetCounter().GetValue()
+					}
+				}
+			}
+		}
+		t.Fatalf("no bffgate_config_reloads_total{result=%q} series", result)
+		return 0
+	}
+	if s, f := count("success"), count("failure"); s != 0 || f != 0 {
+		t.Fatalf("before any reload: success %v, failure %v", s, f)
+	}
+	e.gw.ReloadFailed()
+	if err := e.gw.Reload(e.cfg.Frontends); err != nil {
+		t.Fatal(err)
+	}
+	if s, f := count("success"), count("failure"); s != 1 || f != 1 {
+		t.Errorf("after one failed and one good reload: success %v, failure %v", s, f)
+	}
+}

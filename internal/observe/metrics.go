@@ -35,6 +35,7 @@ type Metrics struct {
 	sessionsEnded     *prometheus.CounterVec
 	storeOps          *prometheus.CounterVec
 	storeDuration     *prometheus.HistogramVec
+	configReloads     *prometheus.CounterVec
 }
 
 var _ bff.Observer = (*Metrics)(nil)
@@ -92,12 +93,21 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		storeDuration: histogram("session_store_operation_duration_seconds",
 			"Session store call latency by operation.",
 			[]float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5}, "operation"),
+		configReloads: counter("config_reloads_total",
+			"Reloads of the frontend files (SIGHUP or a change in frontends_dir) by result (success, failure); a failure keeps the running frontends.",
+			"result"),
 	}
 }
+
+// ConfigReload counts one reload of the frontend files; result is
+// "success" or "failure".
+func (m *Metrics) ConfigReload(result string) { m.configReloads.WithLabelValues(result).Inc() }
 
 // InitFrontends creates the zero series of every fixed label value for fes,
 // so that rate() and absent() work before the first event.
 func (m *Metrics) InitFrontends(fes []config.Frontend) {
+	m.configReloads.WithLabelValues("success")
+	m.configReloads.WithLabelValues("failure")
 	for _, fe := range fes {
 		n := fe.Name
 		m.loginsStarted.WithLabelValues(n)
