@@ -171,7 +171,12 @@ func New(o Options) *httputil.ReverseProxy {
 // the host. Other locations (relative paths, other hosts) pass unchanged.
 func publicLocation(loc string, target *url.URL, mount, prefix string, strip bool) (string, bool) {
 	u, err := url.Parse(browserURL(loc))
-	if err != nil || u.Host == "" || !strings.EqualFold(u.Hostname(), target.Hostname()) {
+	if err != nil {
+		// A browser may still find a host in it: pass on only what can be
+		// checked.
+		return "", false
+	}
+	if u.Host == "" || !sameHost(u, target) {
 		return loc, true
 	}
 	base := strings.TrimSuffix(target.Path, "/")
@@ -190,20 +195,40 @@ func publicLocation(loc string, target *url.URL, mount, prefix string, strip boo
 	return out.String(), true
 }
 
-// browserURL reads loc as a browser does before resolving it: tabs and
-// newlines removed, and backslashes as slashes, so "/\10.0.0.5/x" is the
-// scheme-relative "//10.0.0.5/x".
+// browserURL reads loc as a browser does before resolving it (WHATWG URL):
+// leading and trailing spaces and controls, tabs and newlines removed;
+// backslashes as slashes; any run of two or more slashes at the start
+// ("///host", "/\host") and any slashes after "http:" or "https:"
+// (also none: "http:host") introduce the host.
 func browserURL(loc string) string {
+	loc = strings.TrimFunc(loc, func(r rune) bool { return r <= ' ' })
 	loc = strings.Map(func(r rune) rune {
 		if r == '\t' || r == '\n' || r == '\r' {
 			return -1
 		}
 		return r
-	}, strings.TrimSpace(loc))
+	}, loc)
+	end := len(loc)
 	if i := strings.IndexAny(loc, "?#"); i >= 0 {
-		return strings.ReplaceAll(loc[:i], "\\", "/") + loc[i:]
+		end = i
 	}
-	return strings.ReplaceAll(loc, "\\", "/")
+	loc = strings.ReplaceAll(loc[:end], "\\", "/") + loc[end:]
+	lower := strings.ToLower(loc)
+	for _, scheme := range []string{"http:", "https:"} {
+		if strings.HasPrefix(lower, scheme) {
+			return scheme + "//" + strings.TrimLeft(loc[len(scheme):], "/")
+		}
+	}
+	if strings.HasPrefix(loc, "//") {
+		return "//" + strings.TrimLeft(loc, "/")
+	}
+	return loc
+}
+
+// sameHost: u names target's host, whatever its case, and with or
+// without the trailing dot of a fully qualified name.
+func sameHost(u, target *url.URL) bool {
+	return strings.EqualFold(strings.TrimSuffix(u.Hostname(), "."), strings.TrimSuffix(target.Hostname(), "."))
 }
 
 // samePort: u (absolute or scheme-relative, which takes target's scheme
