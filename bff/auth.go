@@ -290,7 +290,18 @@ func (b *BFF) callback(c echo.Context) error {
 	if q.Has("iss") && q.Get("iss") != meta.issuer {
 		return b.failLogin(c, &p, LoginInvalidResponse, "", badRequest("the callback's iss parameter does not name this frontend's provider"))
 	}
-	tok, err := b.tokens.exchangeCode(ctx, meta, code, p.Verifier, nil)
+	if b.fe.OIDC.Profile == config.ProfileFAPI2 && !q.Has("iss") {
+		return loginFail(LoginInvalidResponse, badRequest("the callback has no iss parameter, which profile fapi2 requires (RFC 9207)"))
+	}
+	// DPoP: the session's own key, made now and kept with its tokens.
+	dpopKey, dpopDER, err := b.newSessionDPoPKey()
+	if err != nil {
+		return err
+	}
+	tok, err := b.tokens.exchangeCode(ctx, meta, code, p.Verifier, dpopKey)
+	if errors.Is(err, errBearerDowngrade) {
+		return loginFail(LoginInvalidResponse, httperr.Wrap(http.StatusUnauthorized, httperr.CodeUnauthenticated, "the identity provider did not bind the token to DPoP", err))
+	}
 	if err != nil {
 		var re *oauth2.RetrieveError
 		if errors.As(err, &re) && re.Response != nil && re.Response.StatusCode < 500 {
@@ -344,6 +355,7 @@ func (b *BFF) callback(c echo.Context) error {
 		AccessToken:    tok.AccessToken,
 		RefreshToken:   tok.RefreshToken,
 		TokenType:      tok.TokenType,
+		DPoPKey:        dpopDER,
 		Expiry:         tok.Expiry,
 		CreatedAt:      now,
 		AbsoluteExpiry: now.Add(b.fe.Session.AbsoluteTimeout),

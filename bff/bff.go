@@ -14,6 +14,7 @@ import (
 	"net/netip"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -74,6 +75,8 @@ type BFF struct {
 	refresh   *refresher
 	client    *clientTokens // token: client routes
 	tokens    *tokenClient  // every request to the token, PAR and revocation endpoints
+	// upstreamNonces are the upstreams' latest DPoP-Nonce, per origin.
+	upstreamNonces sync.Map
 }
 
 // New builds the BFF for fe (already defaulted and validated).
@@ -204,6 +207,9 @@ func (b *BFF) buildRoutes() error {
 			Logger:         b.log.With(slog.String("route", rt.Prefix)),
 		})
 		p.Transport = b.observeUpstream(rt.Prefix, p.Transport)
+		if b.fe.OIDC.UsesDPoP() {
+			p.Transport = &dpopTransport{next: p.Transport, now: b.now, nonces: &b.upstreamNonces}
+		}
 		h := b.routeHandler(rt, forwardedAnswer(p))
 		prefix := b.base + strings.TrimSuffix(rt.Prefix, "/")
 		paths := []string{prefix + "/*"}
@@ -272,7 +278,7 @@ func (b *BFF) routeHandler(rt config.Route, p http.Handler) echo.HandlerFunc {
 		if err := checkClaims(sess.Claims, rt.Require.Claims); err != nil {
 			return err
 		}
-		p.ServeHTTP(c.Response(), r.WithContext(proxy.WithToken(r.Context(), sess.AccessToken)))
+		p.ServeHTTP(c.Response(), r.WithContext(withDPoPKey(proxy.WithToken(r.Context(), sess.AccessToken), b.sessionDPoPKey(r.Context(), sess.Session))))
 		return nil
 	}
 }

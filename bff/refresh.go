@@ -203,7 +203,7 @@ func (r *refresher) refreshNow(ctx context.Context, s *sessions.Session) (*sessi
 	if err != nil {
 		return r.fallback(ctx, s, err)
 	}
-	tok, err := r.b.tokens.refresh(ctx, meta, s.RefreshToken, nil)
+	tok, err := r.b.tokens.refresh(ctx, meta, s.RefreshToken, r.b.sessionDPoPKey(ctx, s))
 	if err != nil {
 		if code, rejected := refreshTokenRejected(err); rejected {
 			r.b.log.InfoContext(ctx, "refresh token rejected; session ended", "sub", s.Subject, "error_code", code)

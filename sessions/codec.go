@@ -60,7 +60,14 @@ func marshalSession(s *Session) []byte {
 	for _, t := range []time.Time{s.Expiry, s.CreatedAt, s.AbsoluteExpiry} {
 		b = binary.AppendVarint(b, unixNano(t))
 	}
-	return binary.AppendVarint(b, int64(s.IdleTimeout))
+	b = binary.AppendVarint(b, int64(s.IdleTimeout))
+	// Optional trailing fields: absent in records written before them (and
+	// ignored by readers that predate them), so both stay compatible.
+	if len(s.DPoPKey) > 0 {
+		b = binary.AppendUvarint(b, uint64(len(s.DPoPKey)))
+		b = append(b, s.DPoPKey...)
+	}
+	return b
 }
 
 func unmarshalSession(b []byte) (*Session, error) {
@@ -100,6 +107,13 @@ func unmarshalSession(b []byte) (*Session, error) {
 	}
 	s.Expiry, s.CreatedAt, s.AbsoluteExpiry = fromUnixNano(ints[0]), fromUnixNano(ints[1]), fromUnixNano(ints[2])
 	s.IdleTimeout = time.Duration(ints[3])
+	if len(b) > 0 {
+		key, err := next()
+		if err != nil {
+			return nil, err
+		}
+		s.DPoPKey = []byte(key)
+	}
 	return &s, nil
 }
 

@@ -14,6 +14,7 @@ func TestSessionCodecRoundTrip(t *testing.T) {
 		{Frontend: "web", Subject: "id1", ProviderSID: "sid-1", Claims: json.RawMessage(`{"sub":"id1","roles":["a"]}`),
 			IDToken: "h.p.s", AccessToken: "at", RefreshToken: "rt", TokenType: "Bearer",
 			Expiry: now.Add(time.Minute), CreatedAt: now, AbsoluteExpiry: now.Add(time.Hour), IdleTimeout: 30 * time.Minute},
+		{Frontend: "bank", AccessToken: "at", TokenType: "DPoP", CreatedAt: now, DPoPKey: []byte{0x30, 0x81, 0x87, 0, 1, 2}},
 	}
 	for _, in := range cases {
 		out, err := unmarshalSession(marshalSession(in))
@@ -38,5 +39,24 @@ func TestSessionCodecRejectsDamage(t *testing.T) {
 	}
 	if _, _, err := splitRecordEnvelope([]byte(`{"v":1}`)); err == nil {
 		t.Error("a JSON record of an older format was accepted")
+	}
+}
+
+// A record written before DPoPKey existed (no trailing field) still reads,
+// and a damaged trailing field is refused.
+func TestSessionCodecDPoPKeyCompatible(t *testing.T) {
+	old := marshalSession(&Session{Frontend: "web", AccessToken: "at"})
+	s, err := unmarshalSession(old)
+	if err != nil || s.DPoPKey != nil {
+		t.Fatalf("old record: %v %v", s, err)
+	}
+	withKey := marshalSession(&Session{Frontend: "web", AccessToken: "at", DPoPKey: []byte("0123456789")})
+	if len(withKey) != len(old)+11 {
+		t.Fatalf("the key adds %d bytes, want 11", len(withKey)-len(old))
+	}
+	for n := len(old) + 1; n < len(withKey); n++ {
+		if _, err := unmarshalSession(withKey[:n]); err == nil {
+			t.Fatalf("key truncated to %d bytes: no error", n-len(old))
+		}
 	}
 }

@@ -70,6 +70,10 @@ type Session struct {
 	RefreshToken string    `json:"refresh_token,omitempty"`
 	TokenType    string    `json:"token_type,omitempty"`
 	Expiry       time.Time `json:"expiry"` // access token expiry; zero = unknown
+	// DPoPKey is the session's own DPoP private key (PKCS#8 DER), kept
+	// encrypted with the tokens so that every instance can prove
+	// possession; empty without DPoP.
+	DPoPKey []byte `json:"dpop_key,omitempty"`
 
 	CreatedAt time.Time `json:"created_at"`
 	// AbsoluteExpiry is never extended.

@@ -1,0 +1,128 @@
+package bff
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/bffgate/bffgate/dpop"
+	"github.com/bffgate/bffgate/sessions"
+)
+
+// maxDPoPRetryBody is the largest request body kept to resend once after an
+// upstream's use_dpop_nonce challenge (SPEC section 5).
+const maxDPoPRetryBody = 64 << 10
+
+// sessionDPoPKey is the session's DPoP key, or nil without DPoP (or for a
+// session made before DPoP was turned on).
+func (b *BFF) sessionDPoPKey(ctx context.Context, s *sessions.Session) *dpop.Key {
+	if !b.fe.OIDC.UsesDPoP() || len(s.DPoPKey) == 0 {
+		return nil
+	}
+	k, err := dpop.ParseKey(s.DPoPKey)
+	if err != nil {
+		b.log.WarnContext(ctx, "the session's DPoP key cannot be read", "error", err)
+		return nil
+	}
+	return k
+}
+
+// newSessionDPoPKey makes a new session's key; nil without DPoP.
+func (b *BFF) newSessionDPoPKey() (*dpop.Key, []byte, error) {
+	if !b.fe.OIDC.UsesDPoP() {
+		return nil, nil, nil
+	}
+	k, err := dpop.GenerateKey()
+	if err != nil {
+		return nil, nil, err
+	}
+	der, err := k.Marshal()
+	if err != nil {
+		return nil, nil, err
+	}
+	return k, der, nil
+}
+
+type dpopKeyCtx struct{}
+
+// withDPoPKey makes the upstream transport send the request's token as a
+// DPoP token with a proof made with key.
+func withDPoPKey(ctx context.Context, key *dpop.Key) context.Context {
+	if key == nil {
+		return ctx
+	}
+	return context.WithValue(ctx, dpopKeyCtx{}, key)
+}
+
+// dpopTransport turns "Authorization: Bearer T" into "Authorization: DPoP
+// T" plus a DPoP proof (htm, htu without query, ath, iat, jti) for requests
+// whose context has a key, and retries once on a 401 use_dpop_nonce
+// challenge with the upstream's nonce when the body is empty or at most
+// 64 KiB. The last nonce is remembered per upstream origin. Requests
+// without a key pass unchanged.
+type dpopTransport struct {
+	next   http.RoundTripper
+	now    func() time.Time
+	nonces *sync.Map // origin -> nonce, shared by the frontend's routes
+}
+
+func (t *dpopTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	key, _ := req.Context().Value(dpopKeyCtx{}).(*dpop.Key)
+	token, isBearer := strings.CutPrefix(req.Header.Get("Authorization"), "Bearer ")
+	if key == nil || !isBearer {
+		return t.next.RoundTrip(req)
+	}
+	origin := req.URL.Scheme + "://" + req.URL.Host
+	// Keep up to 64 KiB of the body so the request can be sent again.
+	var kept []byte
+	replayable := req.Body == nil || req.Body == http.NoBody
+	if !replayable && req.ContentLength >= 0 && req.ContentLength <= maxDPoPRetryBody {
+		buf, err := io.ReadAll(io.LimitReader(req.Body, maxDPoPRetryBody+1))
+		if err != nil {
+			return nil, err
+		}
+		if len(buf) <= maxDPoPRetryBody {
+			kept, replayable = buf, true
+			req.Body.Close()
+			req.Body = io.NopCloser(bytes.NewReader(kept))
+		} else {
+			req.Body = struct {
+				io.Reader
+				io.Closer
+			}{io.MultiReader(bytes.NewReader(buf), req.Body), req.Body}
+		}
+	}
+	send := func(r *http.Request) (*http.Response, error) {
+		nonce, _ := t.nonces.Load(origin)
+		n, _ := nonce.(string)
+		proof, err := key.Proof(r.Method, r.URL.String(), dpop.ProofOptions{AccessToken: token, Nonce: n, Now: t.now()})
+		if err != nil {
+			return nil, err
+		}
+		r.Header.Set("Authorization", "DPoP "+token)
+		r.Header.Set("DPoP", proof)
+		resp, err := t.next.RoundTrip(r)
+		if err == nil {
+			if n := resp.Header.Get("DPoP-Nonce"); n != "" {
+				t.nonces.Store(origin, n)
+			}
+		}
+		return resp, err
+	}
+	resp, err := send(req)
+	if err != nil || !replayable || resp.StatusCode != http.StatusUnauthorized || resp.Header.Get("DPoP-Nonce") == "" ||
+		!strings.Contains(resp.Header.Get("WWW-Authenticate"), `error="use_dpop_nonce"`) {
+		return resp, err
+	}
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4<<10))
+	resp.Body.Close()
+	retry := req.Clone(req.Context())
+	if kept != nil {
+		retry.Body = io.NopCloser(bytes.NewReader(kept))
+	}
+	return send(retry)
+}
