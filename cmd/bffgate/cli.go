@@ -25,7 +25,7 @@ flags:
 `
 
 const checkUsage = `usage:
-  bffgate check -config FILE
+  bffgate check -config FILE [-online]
 
 Loads and validates the configuration and prints the resolved frontends and
 routes (exit 0), or every problem with its file, line and key (exit 1).
@@ -33,6 +33,8 @@ Values that came from a variable or a file are never printed.
 
 flags:
   -config FILE   the gateway file (default bffgate.yaml)
+  -online        also reach each frontend's provider (discovery, JWKS) and the
+                 session store, and report every failure (exit 1)
 `
 
 // newFlags returns cmd's flag set: errors and, after a usage error, cmd's

@@ -25,7 +25,7 @@ func TestCLIHelpAndExitCodes(t *testing.T) {
 		{args: []string{"--help"}, code: exitOK, stdout: "bffgate version"},
 		{args: []string{"version"}, code: exitOK, stdout: "bffgate dev"},
 		{args: []string{"--version"}, code: exitOK, stdout: "bffgate dev"},
-		{args: []string{"help", "check"}, code: exitOK, stdout: "never printed"},
+		{args: []string{"help", "check"}, code: exitOK, stdout: "-online"},
 		{args: []string{"check", "-h"}, code: exitOK, stdout: "bffgate check -config FILE"},
 		{args: []string{"check", "--help"}, code: exitOK, stdout: "bffgate check -config FILE"},
 		{args: []string{"serve", "-h"}, code: exitOK, stdout: "bffgate serve -config FILE"},

@@ -32,7 +32,9 @@ const usage = `bffgate: a Backends-for-Frontends OIDC session gateway
 
 usage:
   bffgate serve -config FILE        run the gateway (the default command when only -config is given)
-  bffgate check -config FILE        validate the configuration and print the frontends
+  bffgate check -config FILE [-online]
+                                    validate the configuration and print the frontends;
+                                    -online also reaches each provider and the session store
   bffgate demo [-listen ADDR] [-redis URL] [-idp-listen ADDR]
                                     everything embedded, for a first look
   bffgate demo idp [-listen ADDR] [-issuer URL] [-public-url URL ...]

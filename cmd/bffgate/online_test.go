@@ -1,0 +1,90 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/bffgate/bffgate/internal/demo"
+	"github.com/bffgate/bffgate/internal/oidctest"
+)
+
+// deadAddr is a loopback address nothing listens on.
+func deadAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return addr
+}
+
+// TestCheckOnline (SPEC section 1, issue 9 item 13): -online reaches each
+// provider (the in-process zitadel OP: discovery and JWKS) and the session
+// store (real Redis), and reports every failure with exit 1.
+func TestCheckOnline(t *testing.T) {
+	issuer := oidctest.StartIDP(t, []demo.Client{{ID: "web-bff", Secret: "s", RedirectURIs: []string{"http://127.0.0.1:8080/web/bff/callback"}}}, demo.IDPOptions{})
+	deadIssuer := "http://" + deadAddr(t)
+	gateway := func(redisAddr string, issuers ...string) string {
+		var b strings.Builder
+		fmt.Fprintf(&b, `server: {public_url: "http://127.0.0.1:8080"}
+sessions:
+  store: redis
+  redis: {url: "redis://%s/0", dial_timeout: 500ms}
+  cookie_keys: [{hash: "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=", block: "ZmVkY2JhOTg3NjU0MzIxMGZlZGNiYTk4NzY1NDMyMTA="}]
+frontends:
+`, redisAddr)
+		for i, iss := range issuers {
+			fmt.Fprintf(&b, "  - {name: f%d, mount: /f%d, oidc: {issuer: %q, client_id: web-bff, client_secret: s}}\n", i, i, iss)
+		}
+		return b.String()
+	}
+	tests := []struct {
+		name     string
+		config   string
+		code     int
+		ok, fail []string
+	}{
+		{
+			name:   "provider and redis up",
+			config: gateway("127.0.0.1:6379", issuer),
+			code:   exitOK,
+			ok:     []string{"frontend f0: provider " + issuer + " (discovery, jwks): ok", "session store (redis): ok"},
+		},
+		{
+			name:   "dead provider and dead redis: every failure",
+			config: gateway(deadAddr(t), issuer, deadIssuer),
+			code:   exitFail,
+			ok:     []string{"frontend f0: provider " + issuer + " (discovery, jwks): ok"},
+			fail:   []string{"frontend f1: provider " + deadIssuer + " (discovery, jwks): FAILED: discovery", "session store (redis): FAILED: PING"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := filepath.Join(t.TempDir(), "gateway.yaml")
+			if err := os.WriteFile(cfg, []byte(tt.config), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			var out, errb bytes.Buffer
+			code := run(context.Background(), []string{"check", "-online", "-config", cfg}, &out, &errb)
+			if code != tt.code {
+				t.Errorf("exit %d, want %d\n%s%s", code, tt.code, out.String(), errb.String())
+			}
+			for _, want := range append(tt.ok, tt.fail...) {
+				if !strings.Contains(out.String(), "online: "+want) {
+					t.Errorf("output lacks %q:\n%s", "online: "+want, out.String())
+				}
+			}
+			if len(tt.fail) > 0 && !strings.Contains(errb.String(), fmt.Sprintf("%d online check(s) failed", len(tt.fail))) {
+				t.Errorf("stderr: %s", errb.String())
+			}
+		})
+	}
+}
