@@ -109,6 +109,20 @@ func TestConformance(t *testing.T) {
 	t.Logf("%d caches, %d reads served from entries", len(caches), hits)
 }
 
+// TestConformanceCluster runs the suite through caches on a three-master
+// Redis Cluster: the invalidations travel by a plain PUBLISH, which the
+// cluster bus carries to every node's subscribers.
+func TestConformanceCluster(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a three-node Redis Cluster")
+	}
+	addrs := redistest.StartCluster(t, 3)
+	channel := "bffgate-test:" + randHex(t) + ":invalidate"
+	sessionstest.Run(t, func(t *testing.T) sessionstest.Backend {
+		return startCache(t, newClient(t, addrs, ""), "", channel)
+	})
+}
+
 // instance is one gateway instance's view: a Manager over its own cache over
 // its own Redis client.
 type instance struct {
