@@ -105,17 +105,8 @@ func (b *BFF) backchannelLogout(c echo.Context) error {
 }
 
 func (b *BFF) verifyLogoutToken(c echo.Context, raw string) (*logoutClaims, error) {
-	jws, err := jose.ParseSignedCompact(raw, signingAlgs)
-	if err != nil {
-		return nil, fmt.Errorf("not a signed JWT: %w", err)
-	}
-	if len(jws.Signatures) != 1 {
-		return nil, errors.New("exactly one signature expected")
-	}
-	// Dex sends no typ; a present one must say what this is (RFC 8725 §3.11).
-	if typ, ok := jws.Signatures[0].Protected.ExtraHeaders[jose.HeaderType].(string); ok &&
-		!strings.EqualFold(typ, "logout+jwt") && !strings.EqualFold(typ, "application/logout+jwt") {
-		return nil, fmt.Errorf("typ %q is not logout+jwt", typ)
+	if err := checkLogoutHeader(raw); err != nil {
+		return nil, err
 	}
 	meta, err := b.provider.get(c.Request().Context())
 	if err != nil {
@@ -127,11 +118,38 @@ func (b *BFF) verifyLogoutToken(c echo.Context, raw string) (*logoutClaims, erro
 	if err != nil {
 		return nil, err
 	}
-	var cl logoutClaims
-	if err := tok.Claims(&cl); err != nil {
+	var payload json.RawMessage
+	if err := tok.Claims(&payload); err != nil {
 		return nil, err
 	}
-	now := b.now()
+	return checkLogoutClaims(payload, b.now())
+}
+
+// checkLogoutHeader refuses what is not one compact JWS with an accepted
+// algorithm and, when a typ is present, the logout token's typ.
+func checkLogoutHeader(raw string) error {
+	jws, err := jose.ParseSignedCompact(raw, signingAlgs)
+	if err != nil {
+		return fmt.Errorf("not a signed JWT: %w", err)
+	}
+	if len(jws.Signatures) != 1 {
+		return errors.New("exactly one signature expected")
+	}
+	// Dex sends no typ; a present one must say what this is (RFC 8725 §3.11).
+	if typ, ok := jws.Signatures[0].Protected.ExtraHeaders[jose.HeaderType].(string); ok &&
+		!strings.EqualFold(typ, "logout+jwt") && !strings.EqualFold(typ, "application/logout+jwt") {
+		return fmt.Errorf("typ %q is not logout+jwt", typ)
+	}
+	return nil
+}
+
+// checkLogoutClaims applies Back-Channel Logout 1.0 §2.6 steps 4-6 to a
+// verified token's payload (iss and aud are the verifier's).
+func checkLogoutClaims(payload []byte, now time.Time) (*logoutClaims, error) {
+	var cl logoutClaims
+	if err := json.Unmarshal(payload, &cl); err != nil {
+		return nil, fmt.Errorf("claims: %w", err)
+	}
 	switch {
 	case cl.IssuedAt == nil:
 		return nil, errors.New("iat is missing")
@@ -155,7 +173,7 @@ func (b *BFF) verifyLogoutToken(c echo.Context, raw string) (*logoutClaims, erro
 		return nil, errors.New("events lacks " + backchannelEvent)
 	}
 	var obj map[string]any
-	if err := json.Unmarshal(ev, &obj); err != nil {
+	if err := json.Unmarshal(ev, &obj); err != nil || obj == nil {
 		return nil, errors.New("the back-channel logout event must be a JSON object")
 	}
 	return &cl, nil

@@ -42,7 +42,7 @@ type testKey struct {
 	priv *ecdsa.PrivateKey
 }
 
-func newTestKey(t *testing.T, kid string) testKey {
+func newTestKey(t testing.TB, kid string) testKey {
 	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
