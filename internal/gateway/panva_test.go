@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/bffgate/bffgate/config"
 	"github.com/bffgate/bffgate/internal/gateway"
@@ -123,6 +124,7 @@ func TestPanvaPlainLogin(t *testing.T) {
 			"client_id": "web-bff", "client_secret": "web-secret-0123456789",
 			"redirect_uris":             []string{public + "/web/bff/callback"},
 			"post_logout_redirect_uris": []string{public + "/web/"},
+			"backchannel_logout_uri":    public + "/web/bff/backchannel-logout",
 		}}
 	}, func(issuer, orders string) config.Frontend {
 		return config.Frontend{
@@ -166,6 +168,24 @@ func TestPanvaPlainLogin(t *testing.T) {
 	final, err := e.op.ConfirmLogout(context.Background(), b.Client, resp.Header.Get("Location"))
 	if err != nil || final != e.public+"/web/" {
 		t.Fatalf("logout at the provider ended at %q: %v", final, err)
+	}
+
+	// Back-channel logout: bob ends his session at the provider, which
+	// posts a logout token (RS256 here) to the gateway.
+	bob := oidctest.NewBrowser(t)
+	e.login(t, bob, "/web", "bob")
+	if resp := e.call(t, bob, "GET", "/web/bff/user"); resp.StatusCode != 200 {
+		t.Fatalf("bob: %d", resp.StatusCode)
+	}
+	if _, err := e.op.ConfirmLogout(context.Background(), bob.Client, e.op.Issuer+"/session/end?client_id=web-bff"); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for e.call(t, bob, "GET", "/web/bff/user").StatusCode != http.StatusUnauthorized {
+		if time.Now().After(deadline) {
+			t.Fatal("bob's session survived back-channel logout")
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
 
