@@ -117,6 +117,7 @@ func parse(path string, data []byte, lookup func(string) (string, bool), readFil
 		if e.Line == 0 {
 			e.Line = c.info(e.File).lineOf(e.Path)
 		}
+		c.scrub(e)
 		errs = append(errs, e)
 	}
 	if len(errs) > 0 {

@@ -157,3 +157,21 @@ func TestFrontendFile(t *testing.T) {
 		})
 	}
 }
+
+// TestMessagesHideReferencedValues: values from variables are hidden even
+// where a message names them in a sentence (another frontend's mount).
+func TestMessagesHideReferencedValues(t *testing.T) {
+	t.Setenv("BFF_T_MOUNT", "/secret-mount-4f1c")
+	src := `server: {public_url: "https://app.example.com"}
+frontends:
+  - {name: a, mount: "${BFF_T_MOUNT}", oidc: {issuer: "https://idp.example.com", client_id: a, client_secret: s}}
+  - {name: b, mount: "${BFF_T_MOUNT}", oidc: {issuer: "https://idp.example.com", client_id: b, client_secret: s}}
+`
+	_, err := Parse("gateway.yaml", []byte(src))
+	if err == nil {
+		t.Fatal("duplicate mounts accepted")
+	}
+	if strings.Contains(err.Error(), "secret-mount-4f1c") || !strings.Contains(err.Error(), "${BFF_T_MOUNT}") {
+		t.Errorf("err = %v: want the mount shown as written", err)
+	}
+}

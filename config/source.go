@@ -86,3 +86,22 @@ func (fi *fileInfo) fromRef(path string) bool {
 	_, ok := fi.expanded[path]
 	return ok
 }
+
+// minScrub is the shortest expanded value scrub looks for: long enough for
+// any secret, short enough that it does not garble messages by replacing
+// common words.
+const minScrub = 8
+
+// scrub replaces, in e's message, any value that came from a variable or a
+// file (in any file: messages about one frontend may name another's mount or
+// name) with its text as written. Messages quote values through show, which
+// hides them; this catches the ones that print values as part of a sentence.
+func (c *Config) scrub(e *Error) {
+	for _, fi := range c.src {
+		for _, x := range fi.expanded {
+			if len(x.value) >= minScrub && strings.Contains(e.Msg, x.value) {
+				e.Msg = strings.ReplaceAll(e.Msg, x.value, x.raw)
+			}
+		}
+	}
+}

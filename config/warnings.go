@@ -31,6 +31,7 @@ func (c *Config) Warnings() []*Error {
 		if e.Line == 0 {
 			e.Line = c.info(e.File).lineOf(e.Path)
 		}
+		c.scrub(e)
 	}
 	return v.errs
 }
