@@ -257,6 +257,9 @@ func (b *BFF) routeHandler(rt config.Route, p http.Handler) echo.HandlerFunc {
 		if err != nil {
 			return err
 		}
+		if !stepUpSatisfied(sess.Claims, rt.Require, b.now()) {
+			return stepUpRequired(c, rt.Require)
+		}
 		if rt.Token == config.TokenClient {
 			// A client route still needs the user's live session (and
 			// CSRF) and its claims, but sends the frontend's own token:

@@ -256,7 +256,16 @@ type Route struct {
 type Require struct {
 	// Claims maps an ID-token claim (dotted for nested) to accepted values; any value matches.
 	Claims map[string][]string `yaml:"claims"`
+	// ACR (step-up): the session's acr must be one of these, else 401
+	// step_up_required. Empty: any.
+	ACR []string `yaml:"acr"`
+	// MaxAge (step-up): the user authenticated (auth_time) at most this long
+	// ago, else 401 step_up_required. Zero: no limit.
+	MaxAge time.Duration `yaml:"max_age"`
 }
+
+// Any reports whether the route checks anything about the session.
+func (r Require) Any() bool { return len(r.Claims) > 0 || len(r.ACR) > 0 || r.MaxAge != 0 }
 
 // Aggregate fans one GET out to several upstream calls.
 type Aggregate struct {

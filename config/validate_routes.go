@@ -51,13 +51,19 @@ func (v *validator) routes(w where, f *Frontend) {
 		if r.Timeout <= 0 {
 			w.errorf(p+".timeout", "must be positive")
 		}
-		if r.Token == TokenNone && len(r.Require.Claims) > 0 {
+		if r.Token == TokenNone && r.Require.Any() {
 			w.errorf(p+".require", "cannot be combined with token: none (an anonymous route has no session to check)")
 			continue
 		}
-		if (r.Token == TokenUserOrNone || r.Token == TokenUserOrClient) && len(r.Require.Claims) > 0 {
+		if (r.Token == TokenUserOrNone || r.Token == TokenUserOrClient) && r.Require.Any() {
 			w.errorf(p+".require", "cannot be combined with token: %s (a caller without a session is served too, so the claims would not hold)", r.Token)
 			continue
+		}
+		if r.Require.MaxAge < 0 {
+			w.errorf(p+".require.max_age", "must not be negative")
+		}
+		if slices.Contains(r.Require.ACR, "") {
+			w.errorf(p+".require.acr", "has an empty value")
 		}
 		for _, name := range sortedKeys(r.Require.Claims) {
 			switch {
