@@ -42,9 +42,13 @@ type Deps struct {
 	// frontend with its own host uses that host instead, keeping the scheme
 	// and port.
 	PublicURL string
-	// RefreshMargin: refresh when the access token expires within this.
-	RefreshMargin  time.Duration
-	TrustedProxies []netip.Prefix
+	// RefreshMargin: refresh when the access token expires within this
+	// (at most half the token's lifetime).
+	RefreshMargin time.Duration
+	// ProviderTimeout bounds one request to the provider; zero means 30s.
+	// A refresh once sent is awaited this long, detached from the request.
+	ProviderTimeout time.Duration
+	TrustedProxies  []netip.Prefix
 	// SessionCookies are the session cookie names of every frontend served
 	// with this one; upstreams may not set them.
 	SessionCookies []string
@@ -90,8 +94,11 @@ func New(fe config.Frontend, d Deps) (*BFF, error) {
 	if d.Logger == nil {
 		d.Logger = slog.New(slog.DiscardHandler)
 	}
+	if d.ProviderTimeout <= 0 {
+		d.ProviderTimeout = 30 * time.Second
+	}
 	if d.HTTPClient == nil {
-		d.HTTPClient = &http.Client{Timeout: 10 * time.Second}
+		d.HTTPClient = &http.Client{Timeout: d.ProviderTimeout}
 	}
 	d.HTTPClient = traceProvider(d.HTTPClient, d.Tracer, d.Propagator, fe.Name)
 	pub, err := url.Parse(d.PublicURL)
@@ -128,6 +135,7 @@ func New(fe config.Frontend, d Deps) (*BFF, error) {
 		redirectURL:  d.PublicURL + b.base + "/bff/callback",
 		scopes:       fe.OIDC.Scopes,
 		client:       d.HTTPClient,
+		timeout:      d.ProviderTimeout,
 		now:          d.Now,
 	}
 	if b.tokens, err = newTokenClient(fe.OIDC, d.HTTPClient, d.Now); err != nil {

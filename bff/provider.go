@@ -40,6 +40,7 @@ type providerLoader struct {
 	redirectURL  string
 	scopes       []string
 	client       *http.Client
+	timeout      time.Duration // one discovery fetch
 	now          func() time.Time
 	// signingAlgs, when set, are the only ID and logout token algorithms
 	// accepted (profile fapi2: PS256, ES256, EdDSA).
@@ -84,7 +85,7 @@ func (p *providerLoader) get(ctx context.Context) (*providerMeta, error) {
 }
 
 func (p *providerLoader) fetch(ctx context.Context) (*providerMeta, error) {
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, p.timeout)
 	defer cancel()
 	// The provider keeps this client for its key set too.
 	prov, err := oidc.NewProvider(oidc.ClientContext(ctx, p.client), p.issuer)

@@ -17,6 +17,7 @@ const (
 	defaultIdleTimeout      = 30 * time.Minute
 	defaultAbsoluteTimeout  = 12 * time.Hour
 	defaultRefreshMargin    = 60 * time.Second
+	defaultProviderTimeout  = 30 * time.Second
 	defaultRouteTimeout     = 30 * time.Second
 	defaultAggregateTimeout = 10 * time.Second
 )
@@ -55,6 +56,7 @@ func (c *Config) ApplyDefaults() {
 	setDuration(&ss.IdleTimeout, defaultIdleTimeout)
 	setDuration(&ss.AbsoluteTimeout, defaultAbsoluteTimeout)
 	setDuration(&ss.RefreshMargin, defaultRefreshMargin)
+	setDuration(&ss.ProviderTimeout, defaultProviderTimeout)
 
 	for i := range c.Frontends {
 		c.frontendDefaults(&c.Frontends[i])

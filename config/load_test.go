@@ -126,6 +126,7 @@ func TestLoadGood(t *testing.T) {
 		{"sessions.idle_timeout", c.Sessions.IdleTimeout, 30 * time.Minute},
 		{"sessions.absolute_timeout", c.Sessions.AbsoluteTimeout, 8 * time.Hour},
 		{"sessions.refresh_margin", c.Sessions.RefreshMargin, 60 * time.Second},
+		{"sessions.provider_timeout", c.Sessions.ProviderTimeout, 30 * time.Second},
 		{"sessions.cookie_keys", c.Sessions.CookieKeys, []CookieKey{{testHashKey, testBlockKey}}},
 		{"frontend names", names(c.Frontends), []string{"admin", "mobile", "web"}},
 		{"frontend sources", sources(c.Frontends), []string{"gateway.yaml", "frontends/mobile.yml", "frontends/web.yaml"}},

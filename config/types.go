@@ -86,6 +86,10 @@ type Sessions struct {
 	AbsoluteTimeout time.Duration `yaml:"absolute_timeout"`
 	// RefreshMargin: refresh the access token when it expires within this. Default 60s.
 	RefreshMargin time.Duration `yaml:"refresh_margin"`
+	// ProviderTimeout bounds one request to an identity provider (token,
+	// revocation, discovery). A refresh once sent is awaited this long even
+	// when the client that caused it has gone. Default 30s.
+	ProviderTimeout time.Duration `yaml:"provider_timeout"`
 	// CookieKeys seal cookies and handles; the first pair seals, all open.
 	// Required for the redis store (every instance must share them); with the
 	// memory store, random keys are generated when empty.

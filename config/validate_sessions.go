@@ -64,6 +64,7 @@ func (v *validator) sessions() {
 	if ss.RefreshMargin < 0 {
 		v.add(file, "sessions.refresh_margin", "must not be negative")
 	}
+	v.positive(file, "sessions.provider_timeout", ss.ProviderTimeout)
 	if ss.Cache.MaxEntries < 0 {
 		v.add(file, "sessions.cache.max_entries", "must not be negative")
 	}

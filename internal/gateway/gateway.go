@@ -61,7 +61,8 @@ type Gateway struct {
 // Options are the process-level collaborators.
 type Options struct {
 	Logger *slog.Logger
-	// HTTPClient talks to identity providers; nil → a client with a 10s timeout.
+	// HTTPClient talks to identity providers; nil → a client whose timeout
+	// is sessions.provider_timeout.
 	HTTPClient *http.Client
 	// Redis overrides the client built from the config (tests).
 	Redis redis.UniversalClient
@@ -129,23 +130,24 @@ func New(cfg *config.Config, o Options) (*Gateway, error) {
 	}
 	hc := o.HTTPClient
 	if hc == nil {
-		hc = &http.Client{Timeout: 10 * time.Second}
+		hc = &http.Client{Timeout: cfg.Sessions.ProviderTimeout}
 	}
 	var tracing observe.Tracing
 	if o.TracerProvider != nil {
 		tracing = observe.Tracing{Tracer: o.TracerProvider.Tracer(observe.TracerName), Propagator: observe.Propagator()}
 	}
 	g.Router, err = frontends.New(cfg, bff.Deps{
-		Tracer:         tracing.Tracer,
-		Propagator:     tracing.Propagator,
-		Sessions:       g.Sessions,
-		Locker:         g.store,
-		HTTPClient:     hc,
-		Logger:         o.Logger,
-		PublicURL:      cfg.Server.PublicURL,
-		RefreshMargin:  cfg.Sessions.RefreshMargin,
-		TrustedProxies: trusted,
-		Observer:       g.metrics,
+		Tracer:          tracing.Tracer,
+		Propagator:      tracing.Propagator,
+		Sessions:        g.Sessions,
+		Locker:          g.store,
+		HTTPClient:      hc,
+		Logger:          o.Logger,
+		PublicURL:       cfg.Server.PublicURL,
+		RefreshMargin:   cfg.Sessions.RefreshMargin,
+		ProviderTimeout: cfg.Sessions.ProviderTimeout,
+		TrustedProxies:  trusted,
+		Observer:        g.metrics,
 	})
 	if err != nil {
 		return nil, err
