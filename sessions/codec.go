@@ -14,7 +14,10 @@ import (
 //	record  = magic(2) uvarint(len(meta)) meta-JSON sealed
 //	sealed  = nonce || AES-256-GCM(session)
 //	session = version(1) then each field as uvarint(len) bytes, times as
-//	          varint unix nanoseconds (0 for the zero time)
+//	          varint unix nanoseconds (0 for the zero time); then the
+//	          token refresh bookkeeping (TokenObtainedAt, RefreshRetryAt,
+//	          RefreshBackoff as varints, a flags byte), absent from records
+//	          written before it existed (read as zero)
 //
 // The small metadata stays JSON so operators can read it with redis-cli.
 var recordMagic = [2]byte{'b', 2}
@@ -61,14 +64,23 @@ func marshalSession(s *Session) []byte {
 		b = binary.AppendVarint(b, unixNano(t))
 	}
 	b = binary.AppendVarint(b, int64(s.IdleTimeout))
-	// Optional trailing fields: absent in records written before them (and
-	// ignored by readers that predate them), so both stay compatible.
-	if len(s.DPoPKey) > 0 {
-		b = binary.AppendUvarint(b, uint64(len(s.DPoPKey)))
-		b = append(b, s.DPoPKey...)
+	// Optional trailing fields, each group absent in records written before
+	// it (and ignored by readers that predate it): the DPoP key, then the
+	// refresh bookkeeping. Once the bookkeeping is written the key field is
+	// always there (length 0 without DPoP), so the two never mix up.
+	b = binary.AppendUvarint(b, uint64(len(s.DPoPKey)))
+	b = append(b, s.DPoPKey...)
+	b = binary.AppendVarint(b, unixNano(s.TokenObtainedAt))
+	b = binary.AppendVarint(b, unixNano(s.RefreshRetryAt))
+	b = binary.AppendVarint(b, int64(s.RefreshBackoff))
+	var flags byte
+	if s.RefreshUnsure {
+		flags |= flagRefreshUnsure
 	}
-	return b
+	return append(b, flags)
 }
+
+const flagRefreshUnsure = 1 << 0
 
 func unmarshalSession(b []byte) (*Session, error) {
 	if len(b) == 0 || b[0] != sessionCodecVersion {
@@ -112,8 +124,28 @@ func unmarshalSession(b []byte) (*Session, error) {
 		if err != nil {
 			return nil, err
 		}
-		s.DPoPKey = []byte(key)
+		if key != "" {
+			s.DPoPKey = []byte(key)
+		}
 	}
+	if len(b) == 0 {
+		return &s, nil // written before the refresh bookkeeping
+	}
+	var more [3]int64
+	for i := range more {
+		v, k := binary.Varint(b)
+		if k <= 0 {
+			return nil, errShortRecord
+		}
+		more[i] = v
+		b = b[k:]
+	}
+	if len(b) == 0 {
+		return nil, errShortRecord
+	}
+	s.TokenObtainedAt, s.RefreshRetryAt = fromUnixNano(more[0]), fromUnixNano(more[1])
+	s.RefreshBackoff = time.Duration(more[2])
+	s.RefreshUnsure = b[0]&flagRefreshUnsure != 0
 	return &s, nil
 }
 

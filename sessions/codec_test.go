@@ -15,13 +15,15 @@ func TestSessionCodecRoundTrip(t *testing.T) {
 			IDToken: "h.p.s", AccessToken: "at", RefreshToken: "rt", TokenType: "Bearer",
 			Expiry: now.Add(time.Minute), CreatedAt: now, AbsoluteExpiry: now.Add(time.Hour), IdleTimeout: 30 * time.Minute},
 		{Frontend: "bank", AccessToken: "at", TokenType: "DPoP", CreatedAt: now, DPoPKey: []byte{0x30, 0x81, 0x87, 0, 1, 2}},
+		{Frontend: "web", AccessToken: "at", RefreshToken: "rt", Expiry: now.Add(time.Minute),
+			TokenObtainedAt: now, RefreshRetryAt: now.Add(2 * time.Second), RefreshBackoff: 2 * time.Second, RefreshUnsure: true},
 	}
 	for _, in := range cases {
 		out, err := unmarshalSession(marshalSession(in))
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, p := range []*time.Time{&in.Expiry, &in.CreatedAt, &in.AbsoluteExpiry} {
+		for _, p := range []*time.Time{&in.Expiry, &in.CreatedAt, &in.AbsoluteExpiry, &in.TokenObtainedAt, &in.RefreshRetryAt} {
 			*p = (*p).Round(0)
 		}
 		if !reflect.DeepEqual(in, out) {
@@ -30,10 +32,21 @@ func TestSessionCodecRoundTrip(t *testing.T) {
 	}
 }
 
+// bookkeeping is the size of the refresh bookkeeping of a session that has
+// none: three zero varints and a flags byte.
+const bookkeeping = 4
+
 func TestSessionCodecRejectsDamage(t *testing.T) {
 	full := marshalSession(&Session{Frontend: "web", AccessToken: "at", CreatedAt: time.Now()})
+	// Records written before the trailing fields end where they begin:
+	// before the DPoP key field (1 byte: length 0 here), or after it.
+	valid := map[int]bool{len(full) - bookkeeping - 1: true, len(full) - bookkeeping: true}
 	for n := range len(full) {
-		if _, err := unmarshalSession(full[:n]); err == nil {
+		_, err := unmarshalSession(full[:n])
+		if valid[n] && err != nil {
+			t.Fatalf("a record of an older format (%d bytes): %v", n, err)
+		}
+		if !valid[n] && err == nil {
 			t.Fatalf("truncated to %d bytes: no error", n)
 		}
 	}
@@ -43,20 +56,26 @@ func TestSessionCodecRejectsDamage(t *testing.T) {
 }
 
 // A record written before DPoPKey existed (no trailing field) still reads,
-// and a damaged trailing field is refused.
+// and so does one written before the refresh bookkeeping; a damaged
+// trailing field is refused.
 func TestSessionCodecDPoPKeyCompatible(t *testing.T) {
-	old := marshalSession(&Session{Frontend: "web", AccessToken: "at"})
+	cur := marshalSession(&Session{Frontend: "web", AccessToken: "at"})
+	old := cur[:len(cur)-bookkeeping-1]
 	s, err := unmarshalSession(old)
 	if err != nil || s.DPoPKey != nil {
 		t.Fatalf("old record: %v %v", s, err)
 	}
 	withKey := marshalSession(&Session{Frontend: "web", AccessToken: "at", DPoPKey: []byte("0123456789")})
-	if len(withKey) != len(old)+11 {
-		t.Fatalf("the key adds %d bytes, want 11", len(withKey)-len(old))
+	if len(withKey) != len(cur)+10 {
+		t.Fatalf("the key adds %d bytes, want 10", len(withKey)-len(cur))
+	}
+	keyOnly := len(withKey) - bookkeeping
+	if s, err := unmarshalSession(withKey[:keyOnly]); err != nil || string(s.DPoPKey) != "0123456789" {
+		t.Fatalf("record with a key, before the bookkeeping: %v %v", s, err)
 	}
 	for n := len(old) + 1; n < len(withKey); n++ {
-		if _, err := unmarshalSession(withKey[:n]); err == nil {
-			t.Fatalf("key truncated to %d bytes: no error", n-len(old))
+		if _, err := unmarshalSession(withKey[:n]); err == nil && n != keyOnly {
+			t.Fatalf("truncated to %d bytes: no error", n)
 		}
 	}
 }

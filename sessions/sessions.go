@@ -75,6 +75,21 @@ type Session struct {
 	// possession; empty without DPoP.
 	DPoPKey []byte `json:"dpop_key,omitempty"`
 
+	// TokenObtainedAt is when AccessToken was received; with Expiry it gives
+	// the token's lifetime, which caps the refresh margin at half of it.
+	// Zero in records written before it existed.
+	TokenObtainedAt time.Time `json:"token_obtained_at,omitzero"`
+
+	// Refresh bookkeeping, shared by every instance through the record. No
+	// refresh is attempted before RefreshRetryAt (back-off after a transient
+	// failure; RefreshBackoff is the last step). RefreshUnsure says a refresh
+	// was sent whose answer never arrived, so the provider may have spent
+	// the refresh token: a later invalid_grant then ends the session only
+	// once the access token has expired.
+	RefreshRetryAt time.Time     `json:"refresh_retry_at,omitzero"`
+	RefreshBackoff time.Duration `json:"refresh_backoff,omitzero"`
+	RefreshUnsure  bool          `json:"refresh_unsure,omitzero"`
+
 	CreatedAt time.Time `json:"created_at"`
 	// AbsoluteExpiry is never extended.
 	AbsoluteExpiry time.Time `json:"absolute_expiry"`
