@@ -347,19 +347,20 @@ func (b *BFF) callback(c echo.Context) error {
 
 	now := b.now()
 	s := &sessions.Session{
-		Frontend:       b.fe.Name,
-		Subject:        idt.Subject,
-		ProviderSID:    extra.SID,
-		Claims:         claims,
-		IDToken:        rawID,
-		AccessToken:    tok.AccessToken,
-		RefreshToken:   tok.RefreshToken,
-		TokenType:      tok.TokenType,
-		DPoPKey:        dpopDER,
-		Expiry:         tok.Expiry,
-		CreatedAt:      now,
-		AbsoluteExpiry: now.Add(b.fe.Session.AbsoluteTimeout),
-		IdleTimeout:    b.fe.Session.IdleTimeout,
+		Frontend:        b.fe.Name,
+		Subject:         idt.Subject,
+		ProviderSID:     extra.SID,
+		Claims:          claims,
+		IDToken:         rawID,
+		AccessToken:     tok.AccessToken,
+		RefreshToken:    tok.RefreshToken,
+		TokenType:       tok.TokenType,
+		DPoPKey:         dpopDER,
+		Expiry:          tok.Expiry,
+		TokenObtainedAt: now,
+		CreatedAt:       now,
+		AbsoluteExpiry:  now.Add(b.fe.Session.AbsoluteTimeout),
+		IdleTimeout:     b.fe.Session.IdleTimeout,
 	}
 	if b.fe.Kind == config.KindMobile {
 		// The session is created when the app redeems the code (mobile.go):

@@ -4,8 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"net"
 	"net/http"
-	"sync"
 	"time"
 
 	"golang.org/x/oauth2"
@@ -14,170 +14,285 @@ import (
 	"github.com/bffgate/bffgate/sessions"
 )
 
-const (
-	// lockLease is how long a refresh lock lives without renewal; renewed
-	// every lockLease/3 while the provider call runs, so a slow provider
-	// never lets a second instance in with the same (single-use) refresh token.
-	lockLease = 10 * time.Second
-	// refreshWait bounds how long a request waits for another instance's refresh.
-	refreshWait = 15 * time.Second
-	pollEvery   = 50 * time.Millisecond
-)
-
 var errSessionExpired = httperr.New(http.StatusUnauthorized, httperr.CodeSessionExpired, "the session has expired at the identity provider; log in again")
 
-// refresher renews access tokens so that each session is refreshed at most
-// once at a time: in this process by joining concurrent callers onto one
-// call, across instances by a lock in the store.
+// errProviderUnavailable is the answer to a request whose access token has
+// expired while the provider cannot renew it. The session is kept.
+func errProviderUnavailable(cause error) *httperr.Error {
+	return httperr.Wrap(http.StatusServiceUnavailable, httperr.CodeProviderUnavailable,
+		"the access token has expired and the identity provider cannot be reached to renew it; the session is kept, try again shortly", cause)
+}
+
+// refresher renews access tokens so that a slow, hanging or absent
+// provider never logs anyone out and never stalls a request that can be
+// served (SPEC section 4):
+//
+//   - a request whose access token is still valid never waits: the refresh
+//     runs beside it and the request goes on with the current token;
+//   - the refresh runs detached from every request, once per session in
+//     this process (flights) and once across instances (a store lock whose
+//     lease is renewed while it runs), and once sent it is awaited up to
+//     provider_timeout;
+//   - a transient failure keeps the session and backs off 1s doubling to
+//     30s, the state kept in the session record so that all instances
+//     honour it;
+//   - a refresh whose answer was lost is recorded before it is sent
+//     (RefreshUnsure), so that the provider refusing the same token later
+//     does not end a session whose access token still works.
 type refresher struct {
-	b *BFF
-
-	mu       sync.Mutex
-	inflight map[string]*refreshCall
+	b       *BFF
+	flights flights[*sessions.Session]
 }
 
-type refreshCall struct {
-	done chan struct{}
-	s    *sessions.Session
-	err  error
+func newRefresher(b *BFF) *refresher { return &refresher{b: b} }
+
+// margin is the effective refresh margin of s: refresh_margin, but at most
+// half of the access token's lifetime, so that short-lived tokens are not
+// refreshed on every request.
+func (r *refresher) margin(s *sessions.Session) time.Duration {
+	m := r.b.deps.RefreshMargin
+	if !s.TokenObtainedAt.IsZero() && s.Expiry.After(s.TokenObtainedAt) {
+		m = min(m, s.Expiry.Sub(s.TokenObtainedAt)/2)
+	}
+	return m
 }
 
-func newRefresher(b *BFF) *refresher {
-	return &refresher{b: b, inflight: map[string]*refreshCall{}}
-}
-
-// due reports whether s's access token must be refreshed before use.
+// due reports whether s's access token should be refreshed.
 func (r *refresher) due(s *sessions.Session) bool {
-	return !s.Expiry.IsZero() && !r.b.now().Add(r.b.deps.RefreshMargin).Before(s.Expiry)
+	return !s.Expiry.IsZero() && !r.b.now().Add(r.margin(s)).Before(s.Expiry)
 }
 
 func (r *refresher) expired(s *sessions.Session) bool {
 	return !s.Expiry.IsZero() && !r.b.now().Before(s.Expiry)
 }
 
-// ensureFresh returns a session whose access token is usable.
+// ensureFresh returns a session whose access token may be sent. Only a
+// request whose token has expired waits for the refresh, and at most
+// expiredWait: then it is answered 503 provider_unavailable while the
+// refresh goes on.
 func (r *refresher) ensureFresh(ctx context.Context, ls *loadedSession) (*loadedSession, error) {
-	if !r.due(ls.Session) {
+	s := ls.Session
+	if !r.due(s) {
 		return ls, nil
 	}
-	if ls.RefreshToken == "" {
-		if r.expired(ls.Session) {
-			r.end(ctx, ls.Session, EndExpired)
-			return nil, errSessionExpired
+	valid := !r.expired(s)
+	switch {
+	case s.RefreshToken == "":
+		// Nothing to refresh with (none was issued, or the provider spent
+		// it in an attempt whose answer was lost): the token serves until
+		// it expires.
+		if valid {
+			return ls, nil
 		}
-		return ls, nil // still valid for a moment, and nothing to refresh with
+		r.end(ctx, s, EndExpired)
+		return nil, errSessionExpired
+	case r.b.now().Before(s.RefreshRetryAt):
+		// Backing off after a transient failure: no attempt, no waiting.
+		if valid {
+			return ls, nil
+		}
+		return nil, errProviderUnavailable(errors.New("token refresh backing off after a transient failure"))
 	}
-	id := ls.ID()
-	r.mu.Lock()
-	call, joined := r.inflight[id]
-	if !joined {
-		call = &refreshCall{done: make(chan struct{})}
-		r.inflight[id] = call
-	}
-	r.mu.Unlock()
-	if !joined {
-		// The shared work must not die with the first caller's request.
-		work, cancel := context.WithTimeout(context.WithoutCancel(ctx), refreshWait)
-		work, span := r.b.startSpan(work, SpanRefresh)
-		call.s, call.err = r.acrossInstances(work, ls)
-		span.end(call.err)
-		cancel()
-		r.mu.Lock()
-		delete(r.inflight, id)
-		r.mu.Unlock()
-		close(call.done)
-	} else {
+	f, started := r.flights.start(ls.ID(), func() (*sessions.Session, error) { return r.run(ctx, ls) })
+	if !started {
 		r.b.obs().TokenRefresh(r.b.fe.Name, RefreshJoined)
-		select {
-		case <-call.done:
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		}
 	}
-	if call.err != nil {
-		return nil, call.err
+	if valid {
+		return ls, nil
 	}
-	return &loadedSession{Session: call.s, ref: ls.ref}, nil
+	cur, err, ok := f.wait(ctx, expiredWait)
+	switch {
+	case !ok && ctx.Err() != nil:
+		return nil, ctx.Err()
+	case !ok:
+		return nil, errProviderUnavailable(errors.New("token refresh still running"))
+	case err != nil:
+		return nil, err
+	case r.expired(cur) && cur.RefreshToken == "":
+		r.end(ctx, cur, EndExpired)
+		return nil, errSessionExpired
+	case r.expired(cur):
+		return nil, errProviderUnavailable(errors.New("token refresh did not renew the expired token"))
+	}
+	return &loadedSession{Session: cur, ref: ls.ref}, nil
 }
 
-// acrossInstances takes the store lock, or waits for the instance holding it
-// and then uses the tokens it wrote. The old refresh token is never sent
-// twice: whoever holds the lock re-reads the session before refreshing.
-func (r *refresher) acrossInstances(ctx context.Context, ls *loadedSession) (*sessions.Session, error) {
-	locker := r.b.deps.Locker
-	if locker == nil {
-		return r.refreshNow(ctx, ls.Session)
+// run refreshes ls's session once across instances. It runs detached from
+// the request that started it: a refresh abandoned half-way may have spent
+// the refresh token at the provider.
+func (r *refresher) run(ctx context.Context, ls *loadedSession) (_ *sessions.Session, err error) {
+	ctx, span := r.b.startSpan(context.WithoutCancel(ctx), SpanRefresh)
+	defer func() { span.end(err) }()
+	if !r.b.hasLocker() {
+		return r.underLock(ctx, ls)
 	}
-	m := r.b.deps.Sessions
-	key := m.LockKey(ls.Session)
-	token := randomString(16)
+	key := r.b.deps.Sessions.LockKey(ls.Session)
+	// A live holder is done within provider_timeout and its writes; a dead
+	// one's lock lapses within a lease. Waiting longer is pointless.
+	maxWait := r.b.deps.ProviderTimeout + lockLease + saveTimeout
+	start := time.Now()
+	var pause time.Duration
 	_, wait := r.b.startSpan(ctx, SpanRefreshLockWait)
 	defer wait.end(nil)
 	for {
-		ok, err := locker.Acquire(ctx, key, token, lockLease)
+		release, ok, err := r.b.holdLock(ctx, key)
 		if err != nil {
 			r.b.obs().TokenRefresh(r.b.fe.Name, RefreshError)
 			return nil, storeDown(err)
 		}
 		if ok {
 			wait.end(nil)
-			return r.whileLocked(ctx, locker, key, token, ls)
+			defer release()
+			return r.underLock(ctx, ls)
 		}
-		select {
-		case <-time.After(pollEvery):
-		case <-ctx.Done():
-			return r.fallback(ctx, ls.Session, ctx.Err())
-		}
+		// Another instance is refreshing: watch the record for its outcome.
+		pause = pollBackoff(pause)
+		time.Sleep(pause)
 		cur, err := r.reload(ctx, ls)
 		if err != nil {
 			return nil, err
 		}
-		if !r.due(cur) {
+		switch {
+		case !r.due(cur):
 			r.b.obs().TokenRefresh(r.b.fe.Name, RefreshWaited)
 			return cur, nil
+		case cur.RefreshToken == "":
+			return cur, nil
+		case r.b.now().Before(cur.RefreshRetryAt):
+			return nil, errProviderUnavailable(errors.New("another instance's token refresh failed; backing off"))
+		case time.Since(start) > maxWait:
+			return nil, errProviderUnavailable(errors.New("another instance holds the token refresh lock"))
 		}
 	}
 }
 
-func (r *refresher) whileLocked(ctx context.Context, locker sessions.Locker, key, token string, ls *loadedSession) (*sessions.Session, error) {
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		t := time.NewTicker(lockLease / 3)
-		defer t.Stop()
-		for {
-			select {
-			case <-stop:
-				return
-			case <-t.C:
-				if ok, err := locker.Renew(ctx, key, token, lockLease); err != nil || !ok {
-					r.b.log.WarnContext(ctx, "refresh lock lease lost", "error", err)
-				}
-			}
-		}
-	}()
-	defer func() {
-		close(stop)
-		wg.Wait()
-		// Released even when the request's context is gone.
-		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
-		defer cancel()
-		if err := locker.Release(rctx, key, token); err != nil {
-			r.b.log.WarnContext(rctx, "refresh lock release failed; it expires by itself", "error", err)
-		}
-	}()
-	// Another instance may have refreshed between our read and the lock.
+// underLock refreshes the session as the store holds it now: another
+// instance may have refreshed, failed or spent the token since ls was read.
+func (r *refresher) underLock(ctx context.Context, ls *loadedSession) (*sessions.Session, error) {
 	cur, err := r.reload(ctx, ls)
 	if err != nil {
 		return nil, err
 	}
-	if !r.due(cur) {
+	switch {
+	case !r.due(cur):
 		r.b.obs().TokenRefresh(r.b.fe.Name, RefreshWaited)
 		return cur, nil
+	case cur.RefreshToken == "":
+		return cur, nil
+	case r.b.now().Before(cur.RefreshRetryAt):
+		return nil, errProviderUnavailable(errors.New("token refresh backing off after a transient failure"))
 	}
-	return r.refreshNow(ctx, cur)
+	meta, err := r.b.provider.get(ctx)
+	if err != nil {
+		return r.transient(ctx, cur, cur.RefreshUnsure, err)
+	}
+	// Written before the token is sent: should this instance die or the
+	// answer be lost, whoever tries next knows the provider may have spent
+	// the refresh token already.
+	unsureBefore := cur.RefreshUnsure
+	if !unsureBefore {
+		cur.RefreshUnsure = true
+		if err := r.save(ctx, cur); err != nil {
+			return nil, err
+		}
+	}
+	pctx, cancel := context.WithTimeout(ctx, r.b.deps.ProviderTimeout)
+	tok, err := r.b.tokens.refresh(pctx, meta, cur.RefreshToken, r.b.sessionDPoPKey(ctx, cur))
+	cancel()
+	if err != nil {
+		if code, rejected := refreshTokenRejected(err); rejected {
+			return r.rejected(ctx, cur, unsureBefore, code)
+		}
+		return r.transient(ctx, cur, unsureBefore || !outcomeKnown(err), err)
+	}
+	now := r.b.now()
+	cur.AccessToken = tok.AccessToken
+	cur.Expiry = tok.Expiry
+	cur.TokenObtainedAt = now
+	cur.RefreshRetryAt, cur.RefreshBackoff, cur.RefreshUnsure = time.Time{}, 0, false
+	if tok.TokenType != "" {
+		cur.TokenType = tok.TokenType
+	}
+	if tok.RefreshToken != "" {
+		cur.RefreshToken = tok.RefreshToken
+	}
+	if raw, _ := tok.Extra("id_token").(string); raw != "" {
+		if idt, err := meta.verifier.Verify(r.b.providerCtx(ctx), raw); err == nil && idt.Subject == cur.Subject {
+			cur.IDToken = raw
+			var claims json.RawMessage
+			if idt.Claims(&claims) == nil {
+				cur.Claims = claims
+			}
+		}
+	}
+	if err := r.save(ctx, cur); err != nil {
+		if errors.Is(err, errNoSession) {
+			// Logged out while we refreshed: the new refresh token must
+			// not outlive the session at the provider either.
+			rctx, cancel := context.WithTimeout(ctx, saveTimeout)
+			r.b.revoke(rctx, meta, cur)
+			cancel()
+		}
+		return nil, err
+	}
+	r.b.obs().TokenRefresh(r.b.fe.Name, RefreshOK)
+	return cur, nil
+}
+
+// transient keeps the session after a failure that may pass, and makes
+// every instance wait the next back-off step before trying again.
+func (r *refresher) transient(ctx context.Context, s *sessions.Session, unsure bool, cause error) (*sessions.Session, error) {
+	r.b.obs().TokenRefresh(r.b.fe.Name, RefreshTransient)
+	s.RefreshBackoff = nextBackoff(s.RefreshBackoff)
+	s.RefreshRetryAt = r.b.now().Add(s.RefreshBackoff)
+	s.RefreshUnsure = unsure
+	r.b.log.WarnContext(ctx, "token refresh failed; the session is kept and the refresh retried after a back-off",
+		"sub", s.Subject, "error", cause, "retry_in", s.RefreshBackoff.String(), "outcome_unknown", unsure)
+	if err := r.save(ctx, s); err != nil {
+		r.b.log.WarnContext(ctx, "could not record the token refresh back-off", "error", err)
+	}
+	return nil, errProviderUnavailable(cause)
+}
+
+// rejected handles the provider refusing the refresh token. After an
+// attempt whose answer was lost, the refusal may only mean that attempt
+// spent the token: the session then lasts while its access token does.
+func (r *refresher) rejected(ctx context.Context, s *sessions.Session, unsureBefore bool, code string) (*sessions.Session, error) {
+	r.b.obs().TokenRefresh(r.b.fe.Name, RefreshRejected)
+	if unsureBefore && !r.expired(s) {
+		r.b.log.WarnContext(ctx, "refresh token refused after an attempt whose answer was lost; the session lasts until its access token expires",
+			"sub", s.Subject, "error_code", code, "expires_in", s.Expiry.Sub(r.b.now()).Round(time.Second).String())
+		s.RefreshToken = ""
+		s.RefreshRetryAt, s.RefreshBackoff, s.RefreshUnsure = time.Time{}, 0, false
+		if err := r.save(ctx, s); err != nil {
+			return nil, err
+		}
+		return s, nil
+	}
+	r.b.log.InfoContext(ctx, "refresh token rejected; session ended", "sub", s.Subject, "error_code", code)
+	r.end(ctx, s, EndRefreshRejected)
+	return nil, errSessionExpired
+}
+
+// save writes s with its own deadline and one retry: what it records (new
+// tokens, a back-off, an attempt in flight) must not be lost to a request's
+// nearly spent deadline. errNoSession when the session ended meanwhile.
+func (r *refresher) save(ctx context.Context, s *sessions.Session) error {
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), saveTimeout)
+	defer cancel()
+	err := r.b.deps.Sessions.Save(sctx, s)
+	if err != nil && !errors.Is(err, sessions.ErrNotFound) {
+		err = r.b.deps.Sessions.Save(sctx, s)
+	}
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, sessions.ErrNotFound):
+		return errNoSession
+	default:
+		r.b.obs().TokenRefresh(r.b.fe.Name, RefreshError)
+		return storeDown(err)
+	}
 }
 
 func (r *refresher) reload(ctx context.Context, ls *loadedSession) (*sessions.Session, error) {
@@ -195,64 +310,6 @@ func (r *refresher) reload(ctx context.Context, ls *loadedSession) (*sessions.Se
 	}
 }
 
-// refreshNow spends the refresh token. An OAuth error answer (invalid_grant,
-// or Dex's invalid_request for a reused token) ends the session; a network
-// error or 5xx keeps it, since the token may still be good.
-func (r *refresher) refreshNow(ctx context.Context, s *sessions.Session) (*sessions.Session, error) {
-	meta, err := r.b.provider.get(ctx)
-	if err != nil {
-		return r.fallback(ctx, s, err)
-	}
-	tok, err := r.b.tokens.refresh(ctx, meta, s.RefreshToken, r.b.sessionDPoPKey(ctx, s))
-	if err != nil {
-		if code, rejected := refreshTokenRejected(err); rejected {
-			r.b.log.InfoContext(ctx, "refresh token rejected; session ended", "sub", s.Subject, "error_code", code)
-			r.b.obs().TokenRefresh(r.b.fe.Name, RefreshRejected)
-			r.end(ctx, s, EndRefreshRejected)
-			return nil, errSessionExpired
-		}
-		return r.fallback(ctx, s, err)
-	}
-	s.AccessToken = tok.AccessToken
-	s.Expiry = tok.Expiry
-	if tok.TokenType != "" {
-		s.TokenType = tok.TokenType
-	}
-	if tok.RefreshToken != "" {
-		s.RefreshToken = tok.RefreshToken
-	}
-	if raw, _ := tok.Extra("id_token").(string); raw != "" {
-		if idt, err := meta.verifier.Verify(r.b.providerCtx(ctx), raw); err == nil && idt.Subject == s.Subject {
-			s.IDToken = raw
-			var claims json.RawMessage
-			if idt.Claims(&claims) == nil {
-				s.Claims = claims
-			}
-		}
-	}
-	// The provider has rotated the tokens: losing them now would end the
-	// session at the next refresh. So the write gets its own deadline (the
-	// request's may be nearly spent waiting for the lock) and one retry.
-	saveCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-	defer cancel()
-	err = r.b.deps.Sessions.Save(saveCtx, s)
-	if err != nil && !errors.Is(err, sessions.ErrNotFound) {
-		err = r.b.deps.Sessions.Save(saveCtx, s)
-	}
-	if err != nil {
-		if errors.Is(err, sessions.ErrNotFound) {
-			// Logged out while we refreshed: the new refresh token must
-			// not outlive the session at the provider either.
-			r.b.revoke(saveCtx, meta, s)
-			return nil, errNoSession
-		}
-		r.b.obs().TokenRefresh(r.b.fe.Name, RefreshError)
-		return nil, storeDown(err)
-	}
-	r.b.obs().TokenRefresh(r.b.fe.Name, RefreshOK)
-	return s, nil
-}
-
 // refreshTokenRejected tells an answer that ends the session from one that
 // may pass: invalid_grant (revoked, expired or reused token) and Dex's
 // invalid_request for a reused token. Throttling (429), invalid_client (a
@@ -265,15 +322,23 @@ func refreshTokenRejected(err error) (code string, rejected bool) {
 	return re.ErrorCode, re.ErrorCode == "invalid_grant" || re.ErrorCode == "invalid_request"
 }
 
-// fallback keeps a still-valid access token when the refresh could not run.
-func (r *refresher) fallback(ctx context.Context, s *sessions.Session, cause error) (*sessions.Session, error) {
-	r.b.obs().TokenRefresh(r.b.fe.Name, RefreshTransient)
-	if !r.expired(s) {
-		r.b.log.WarnContext(ctx, "token refresh postponed; using the current access token", "error", cause)
-		return s, nil
+// outcomeKnown reports whether a failed token request certainly did not
+// spend the refresh token: the connection was never made, or the provider
+// answered with a client error or 503 (not serving). A timeout, a reset
+// connection or another 5xx (Dex answers a lost refresh race with 500; a
+// proxy's 502 or 504 may follow a rotation) may have come after the
+// provider rotated the token.
+func outcomeKnown(err error) bool {
+	var op *net.OpError
+	if errors.As(err, &op) && op.Op == "dial" {
+		return true
 	}
-	return nil, httperr.Wrap(http.StatusBadGateway, httperr.CodeUpstreamUnavailable,
-		"the identity provider is unavailable to renew the session's token; the session is kept, try again shortly", cause)
+	var re *oauth2.RetrieveError
+	if !errors.As(err, &re) || re.Response == nil {
+		return false
+	}
+	st := re.Response.StatusCode
+	return (st >= 400 && st < 500) || st == http.StatusServiceUnavailable
 }
 
 func (r *refresher) end(ctx context.Context, s *sessions.Session, cause string) {

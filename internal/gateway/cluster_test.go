@@ -37,10 +37,12 @@ func TestRedisCluster(t *testing.T) {
 	if resp := b.api(http.MethodGet, second+"/web/api/orders/1"); resp.StatusCode != http.StatusOK {
 		t.Fatalf("API through the cluster: %d %s", resp.StatusCode, readBody(resp))
 	}
+	before := e.session("web", b.cookie("bff-web").Value).AccessToken
 	waitUntilDue()
 	if resp := b.api(http.MethodGet, "/web/api/orders/2"); resp.StatusCode != http.StatusOK {
 		t.Fatalf("API after refresh: %d %s", resp.StatusCode, readBody(resp))
 	}
+	e.waitForRefresh(b.cookie("bff-web").Value, before)
 	if got := grants.count("refresh_token"); got != 1 {
 		t.Fatalf("refresh grants = %d, want 1", got)
 	}

@@ -21,6 +21,7 @@ import (
 
 	"github.com/bffgate/bffgate/config"
 	"github.com/bffgate/bffgate/internal/demo"
+	"github.com/bffgate/bffgate/internal/faultidp"
 	"github.com/bffgate/bffgate/internal/gateway"
 	"github.com/bffgate/bffgate/internal/oidctest"
 	"github.com/bffgate/bffgate/sessions"
@@ -89,6 +90,7 @@ type env struct {
 	mutate   func(*config.Config)
 	memStore bool
 	gwOpts   gateway.Options
+	faults   *faultidp.Faults
 }
 
 type envOption func(*env)
@@ -97,6 +99,9 @@ func withIDP(o demo.IDPOptions) envOption                     { return func(e *e
 func withIDPWrap(w func(http.Handler) http.Handler) envOption { return func(e *env) { e.wrapIDP = w } }
 func withConfig(m func(*config.Config)) envOption             { return func(e *env) { e.mutate = m } }
 func withMemoryStore() envOption                              { return func(e *env) { e.memStore = true } }
+
+// withFaults puts the provider behind switchable faults.
+func withFaults(f *faultidp.Faults) envOption { return func(e *env) { e.faults = f } }
 
 const (
 	webSecret   = "web-secret"
@@ -142,7 +147,11 @@ func newEnv(t testing.TB, opts ...envOption) *env {
 		{ID: "admin-bff", Secret: adminSecret, RedirectURIs: []string{e.public + "/admin/bff/callback"}, PostLogoutRedirectURIs: []string{e.public + "/admin/"}},
 		{ID: "app-bff", Secret: "app-secret", RedirectURIs: []string{e.public + "/app/bff/callback"}, PostLogoutRedirectURIs: []string{e.public + "/app/"}},
 	}
-	e.idp = oidctest.StartProvider(t, clients, e.idpOpts, e.wrapIDP)
+	if e.faults != nil {
+		e.idp = oidctest.StartFaultyProvider(t, clients, e.idpOpts, e.faults)
+	} else {
+		e.idp = oidctest.StartProvider(t, clients, e.idpOpts, e.wrapIDP)
+	}
 	e.issuer = e.idp.Issuer()
 	e.orders = newUpstream(t)
 
@@ -352,13 +361,20 @@ func bufioReader(c net.Conn) *bufio.Reader { return bufio.NewReader(c) }
 // its cookie here too.
 func (e *env) instance() string {
 	e.t.Helper()
+	url, _ := e.replica()
+	return url
+}
+
+// replica is instance returning the second gateway too (for its metrics).
+func (e *env) replica() (string, *gateway.Gateway) {
+	e.t.Helper()
 	gw, err := gateway.New(e.cfg, gateway.Options{})
 	if err != nil {
 		e.t.Fatal(err)
 	}
 	srv := httptest.NewServer(gw.Handler(true))
 	e.t.Cleanup(func() { srv.Close(); gw.Close() })
-	return srv.URL
+	return srv.URL, gw
 }
 
 // withGatewayOptions passes o to gateway.New (for instance a Logger that

@@ -70,16 +70,33 @@ func TestSessionSharedAcrossInstances(t *testing.T) {
 	errorCode(t, replay.api(http.MethodGet, second+"/web/api/orders/1"), http.StatusUnauthorized, "unauthenticated")
 }
 
-// The provider issues 34 s access tokens (expires_in 33) and the gateway
-// refreshes 30 s before expiry, so a token becomes due about 3 s after login
-// and a fresh one stays good for about 3 s: long enough for the burst below
-// to need exactly one refresh.
+// The provider issues 6 s access tokens and the gateway refreshes 3 s before
+// expiry (at most half the lifetime is allowed), so a token becomes due about
+// 3 s after it was obtained and stays valid about 3 s more: long enough for
+// the bursts below to need exactly one refresh, which runs beside them.
 const (
-	shortTokenLifetime = 34 * time.Second
-	shortRefreshMargin = 30 * time.Second
+	shortTokenLifetime = 6 * time.Second
+	shortRefreshMargin = 3 * time.Second
 )
 
 func waitUntilDue() { time.Sleep(3500 * time.Millisecond) }
+
+// waitForRefresh waits until the stored access token differs from before,
+// the refresh running beside the requests that made it due.
+func (e *env) waitForRefresh(ref, before string) *sessions.Session {
+	e.t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		s := e.session("web", ref)
+		if s.AccessToken != before {
+			return s
+		}
+		if time.Now().After(deadline) {
+			e.t.Fatal("the access token was not refreshed within 5s")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
 
 func TestConcurrentRefreshHappensOnceAcrossInstances(t *testing.T) {
 	grants := &tokenGrants{}
@@ -105,40 +122,66 @@ func TestConcurrentRefreshHappensOnceAcrossInstances(t *testing.T) {
 			t.Errorf("request %d: status %d", i, st)
 		}
 	}
+	after := e.waitForRefresh(b.cookie("bff-web").Value, before.AccessToken)
+	if after.RefreshToken == before.RefreshToken {
+		t.Fatal("the stored refresh token was not replaced by the refresh")
+	}
+	// Both instances' requests are served; let any late one settle.
+	time.Sleep(300 * time.Millisecond)
 	if got := grants.count("refresh_token"); got != 1 {
 		t.Fatalf("refresh grants at the provider = %d, want exactly 1", got)
 	}
-	after := e.session("web", b.cookie("bff-web").Value)
-	if after.AccessToken == before.AccessToken || after.RefreshToken == before.RefreshToken {
-		t.Fatal("the stored tokens were not replaced by the refresh")
+	if resp := b.api(http.MethodGet, second+"/web/api/orders/x"); resp.StatusCode != http.StatusOK {
+		t.Fatalf("after the refresh: %d %s", resp.StatusCode, readBody(resp))
 	}
 	if got := e.orders.last(t).Header.Get("Authorization"); got != "Bearer "+after.AccessToken {
 		t.Error("the upstream did not receive the refreshed access token")
 	}
 }
 
+// A refresh token the provider refuses (revoked, or spent behind the
+// gateway's back with no lost answer of ours to explain it) ends the
+// session: at once for a request whose token has expired, which is told
+// session_expired; beside the request when its token is still valid, which
+// is still served.
 func TestRefreshRejectedEndsSession(t *testing.T) {
-	grants := &tokenGrants{}
-	e := newEnv(t,
-		withIDP(demo.IDPOptions{AccessTokenLifetime: shortTokenLifetime}),
-		withIDPWrap(grants.wrap),
-		withConfig(func(c *config.Config) { c.Sessions.RefreshMargin = time.Minute })) // always due
-	b := e.browser()
-	b.login("/web", e.admin())
-	s := e.session("web", b.cookie("bff-web").Value)
-
-	// Spend the refresh token behind the gateway's back: the provider's
-	// refresh tokens are single-use, so the gateway's next refresh gets
-	// invalid_grant, as after a revocation at the provider.
-	if st := e.refreshDirectly(s.RefreshToken); st != http.StatusOK {
-		t.Fatalf("direct refresh: status %d", st)
+	for _, tc := range []struct {
+		name     string
+		lifetime time.Duration
+		wait     func()
+	}{
+		{"token expired", 2 * time.Second, func() { time.Sleep(2200 * time.Millisecond) }},
+		{"token still valid", shortTokenLifetime, waitUntilDue},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, withIDP(demo.IDPOptions{AccessTokenLifetime: tc.lifetime}))
+			b := e.browser()
+			b.login("/web", e.admin())
+			s := e.session("web", b.cookie("bff-web").Value)
+			// Spend the refresh token behind the gateway's back: the
+			// provider's refresh tokens are single-use, so the gateway's
+			// next refresh gets invalid_grant, as after a revocation.
+			if st := e.refreshDirectly(s.RefreshToken); st != http.StatusOK {
+				t.Fatalf("direct refresh: status %d", st)
+			}
+			tc.wait()
+			if tc.name == "token expired" {
+				errorCode(t, b.api(http.MethodGet, "/web/api/orders/1"), http.StatusUnauthorized, "session_expired")
+			} else {
+				if resp := b.api(http.MethodGet, "/web/api/orders/1"); resp.StatusCode != http.StatusOK {
+					t.Fatalf("a request with a valid token: %d %s", resp.StatusCode, readBody(resp))
+				}
+				deadline := time.Now().Add(3 * time.Second)
+				for e.rdb.Exists(context.Background(), e.prefix+"s:{"+s.ID()+"}").Val() != 0 && time.Now().Before(deadline) {
+					time.Sleep(20 * time.Millisecond)
+				}
+			}
+			if n := e.rdb.Exists(context.Background(), e.prefix+"s:{"+s.ID()+"}").Val(); n != 0 {
+				t.Error("the session survived a rejected refresh")
+			}
+			errorCode(t, b.api(http.MethodGet, "/web/api/orders/1"), http.StatusUnauthorized, "unauthenticated")
+		})
 	}
-
-	errorCode(t, b.api(http.MethodGet, "/web/api/orders/1"), http.StatusUnauthorized, "session_expired")
-	if n := e.rdb.Exists(context.Background(), e.prefix+"s:{"+s.ID()+"}").Val(); n != 0 {
-		t.Error("the session survived a rejected refresh")
-	}
-	errorCode(t, b.api(http.MethodGet, "/web/api/orders/1"), http.StatusUnauthorized, "unauthenticated")
 }
 
 func TestProviderOutageDuringRefreshKeepsSession(t *testing.T) {
@@ -152,13 +195,22 @@ func TestProviderOutageDuringRefreshKeepsSession(t *testing.T) {
 	time.Sleep(2 * time.Second) // the access token has expired
 
 	grants.failRefresh.Store(true)
-	errorCode(t, b.api(http.MethodGet, "/web/api/orders/1"), http.StatusBadGateway, "upstream_unavailable")
+	errorCode(t, b.api(http.MethodGet, "/web/api/orders/1"), http.StatusServiceUnavailable, "provider_unavailable")
 	if e.orders.count() != 0 {
 		t.Error("a request with an expired token was forwarded")
 	}
 	grants.failRefresh.Store(false)
-	if resp := b.api(http.MethodGet, "/web/api/orders/1"); resp.StatusCode != http.StatusOK {
-		t.Fatalf("after the provider came back: %d %s", resp.StatusCode, readBody(resp))
+	// The next attempt waits out the back-off (1 s); meanwhile the answer
+	// stays 503 without asking the provider.
+	var last *http.Response
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if last = b.api(http.MethodGet, "/web/api/orders/1"); last.StatusCode == http.StatusOK {
+			break
+		}
+		errorCode(t, last, http.StatusServiceUnavailable, "provider_unavailable")
+	}
+	if last.StatusCode != http.StatusOK {
+		t.Fatalf("after the provider came back: %d %s", last.StatusCode, readBody(last))
 	}
 }
 

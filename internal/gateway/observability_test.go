@@ -90,9 +90,9 @@ func TestLogsNeverContainSecrets(t *testing.T) {
 	mobile := withMobileApp()
 	e := newEnv(t,
 		withLogBuffer(logs),
-		// Tokens live 30 s and are refreshed 60 s before expiry: every API
-		// call refreshes.
-		withIDP(demo.IDPOptions{AccessTokenLifetime: 30 * time.Second}),
+		// Tokens live 2 s; the API calls below wait until the login's has
+		// expired, so they refresh it.
+		withIDP(demo.IDPOptions{AccessTokenLifetime: 2 * time.Second}),
 		func(e *env) {
 			mobile(e)
 			addApp := e.mutate
@@ -155,6 +155,7 @@ func TestLogsNeverContainSecrets(t *testing.T) {
 	if resp := b.do(http.MethodGet, "/web/bff/user", http.Header{"X-Csrf": {"1"}}, ""); resp.StatusCode != http.StatusOK {
 		t.Fatalf("user: %d %s", resp.StatusCode, readBody(resp))
 	}
+	time.Sleep(time.Until(s.Expiry))
 	for _, path := range []string{"/web/api/orders/7?secret-looking=query", "/web/api/summary"} {
 		if resp := b.api(http.MethodGet, path); resp.StatusCode != http.StatusOK {
 			t.Fatalf("%s: %d %s", path, resp.StatusCode, readBody(resp))
@@ -194,6 +195,7 @@ func TestLogsNeverContainSecrets(t *testing.T) {
 	sec.add("app access token", as.AccessToken)
 	sec.add("app refresh token", as.RefreshToken)
 	sec.add("app id token", as.IDToken)
+	time.Sleep(time.Until(as.Expiry)) // so that the call refreshes
 	if resp := app.do(http.MethodGet, "/app/api/orders/1", bearer(handle), ""); resp.StatusCode != http.StatusOK {
 		t.Fatalf("app call: %d %s", resp.StatusCode, readBody(resp))
 	}
@@ -256,7 +258,7 @@ func TestLogsNeverContainSecrets(t *testing.T) {
 		{"bffgate_sessions_created_total", map[string]string{"frontend": "web"}, 1, 1},
 		{"bffgate_sessions_ended_total", map[string]string{"frontend": "web", "cause": "logout"}, 1, 1},
 		{"bffgate_sessions_ended_total", map[string]string{"frontend": "app", "cause": "logout"}, 1, 1},
-		{"bffgate_token_refreshes_total", map[string]string{"frontend": "web", "outcome": "ok"}, 2, 2},
+		{"bffgate_token_refreshes_total", map[string]string{"frontend": "web", "outcome": "ok"}, 1, 1},
 		{"bffgate_token_refreshes_total", map[string]string{"frontend": "app", "outcome": "ok"}, 1, 1},
 		// the login, and the forged code sent back with error=login_failed
 		{"bffgate_http_requests_total", map[string]string{"frontend": "web", "route": "bff:callback", "status_class": "3xx"}, 2, 2},
@@ -597,18 +599,21 @@ func (m *refreshModes) wrap(h http.Handler) http.Handler {
 
 func TestRefreshAndBackchannelMetrics(t *testing.T) {
 	modes := &refreshModes{}
+	// Tokens live 3 s: due (half the lifetime) after 1.5 s, expired after 3 s.
 	e := newEnv(t,
-		withIDP(demo.IDPOptions{AccessTokenLifetime: 30 * time.Second}),
-		withIDPWrap(modes.wrap),
-		withConfig(func(c *config.Config) { c.Sessions.RefreshMargin = time.Minute }))
+		withIDP(demo.IDPOptions{AccessTokenLifetime: 3 * time.Second}),
+		withIDPWrap(modes.wrap))
 	reg := e.gw.Registry
 	refreshes := func(outcome string) float64 {
 		return observetest.Value(t, reg, "bffgate_token_refreshes_total", map[string]string{"frontend": "web", "outcome": outcome})
 	}
 	b := e.browser()
 	b.login("/web", e.admin())
+	ref := b.cookie("bff-web").Value
+	time.Sleep(time.Until(e.session("web", ref).Expiry))
 
-	// Concurrent requests of one session share one refresh.
+	// Concurrent requests of one session whose token expired share one
+	// refresh.
 	modes.mode.Store("slow")
 	const n = 10
 	statuses := b.burst(t, n, func(int) string { return e.public + "/web/api/orders/1" })
@@ -621,17 +626,26 @@ func TestRefreshAndBackchannelMetrics(t *testing.T) {
 		t.Errorf("refreshes ok=%v joined=%v waited=%v, want %d in all, some joined", ok, joined, refreshes("waited"), n)
 	}
 
-	// A provider outage keeps the still-valid token: transient.
+	// A provider outage keeps the still-valid token: transient (the
+	// refresh runs beside the request).
 	modes.mode.Store("down")
+	s := e.session("web", ref)
+	time.Sleep(time.Until(s.Expiry.Add(-s.Expiry.Sub(s.TokenObtainedAt) / 2)))
 	if resp := b.api(http.MethodGet, "/web/api/orders/2"); resp.StatusCode != http.StatusOK {
 		t.Fatalf("during the outage: %d %s", resp.StatusCode, readBody(resp))
+	}
+	for deadline := time.Now().Add(3 * time.Second); refreshes("transient") < 1 && time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond)
 	}
 	if v := refreshes("transient"); v != 1 {
 		t.Errorf("transient refreshes = %v, want 1", v)
 	}
 
-	// A rejected refresh token ends the session.
+	// A rejected refresh token ends the session (once the back-off and the
+	// token are over, the request waits for the refresh and is told).
 	modes.mode.Store("reject")
+	s = e.session("web", ref)
+	time.Sleep(time.Until(later(s.Expiry, s.RefreshRetryAt)) + 50*time.Millisecond)
 	errorCode(t, b.api(http.MethodGet, "/web/api/orders/3"), http.StatusUnauthorized, "session_expired")
 	if v := refreshes("rejected"); v != 1 {
 		t.Errorf("rejected refreshes = %v, want 1", v)
@@ -660,4 +674,11 @@ func TestRefreshAndBackchannelMetrics(t *testing.T) {
 	if v := observetest.Value(t, reg, "bffgate_sessions_ended_total", map[string]string{"frontend": "web", "cause": "backchannel"}); v != 2 {
 		t.Errorf("sessions ended by backchannel = %v, want 2", v)
 	}
+}
+
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"html"
 	"io"
+	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
@@ -20,6 +21,7 @@ import (
 	"testing"
 
 	"github.com/bffgate/bffgate/internal/demo"
+	"github.com/bffgate/bffgate/internal/faultidp"
 )
 
 // StartIDP serves demo.NewIDP on a fresh loopback listener (at the root path,
@@ -42,9 +44,25 @@ func StartIDPWith(t testing.TB, clients []demo.Client, opts demo.IDPOptions, wra
 // SignJWT makes back-channel logout tokens.
 func StartProvider(t testing.TB, clients []demo.Client, opts demo.IDPOptions, wrap func(http.Handler) http.Handler) *demo.IDP {
 	t.Helper()
+	return startProvider(t, clients, opts, wrap, nil)
+}
+
+// StartFaultyProvider is StartProvider behind f: its handler and listener
+// go through the switchable faults (late answers, hangs, refused
+// connections, 503).
+func StartFaultyProvider(t testing.TB, clients []demo.Client, opts demo.IDPOptions, f *faultidp.Faults) *demo.IDP {
+	t.Helper()
+	return startProvider(t, clients, opts, f.Handler, func(ln net.Listener) net.Listener { return f.Listener(ln) })
+}
+
+func startProvider(t testing.TB, clients []demo.Client, opts demo.IDPOptions, wrap func(http.Handler) http.Handler, wrapListener func(net.Listener) net.Listener) *demo.IDP {
+	t.Helper()
 	// The issuer names the listener's port, so the listener comes first and
 	// the handler is set before the server starts.
 	srv := httptest.NewUnstartedServer(nil)
+	if wrapListener != nil {
+		srv.Listener = wrapListener(srv.Listener)
+	}
 	issuer := "http://" + srv.Listener.Addr().String()
 	idp, err := demo.NewIDP(issuer, clients, opts)
 	if err != nil {
