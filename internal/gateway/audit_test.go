@@ -25,11 +25,11 @@ func TestAuditEvents(t *testing.T) {
 	logs := &logBuffer{}
 	modes := &refreshModes{}
 	e := newEnv(t, withLogBuffer(logs),
-		withIDP(demo.IDPOptions{AccessTokenLifetime: 30 * time.Second}),
+		// 2 s tokens, so that a case can wait for one to expire.
+		withIDP(demo.IDPOptions{AccessTokenLifetime: 2 * time.Second}),
 		withIDPWrap(modes.wrap),
 		withConfig(func(c *config.Config) {
-			// Refresh on every call; loopback is the load balancer.
-			c.Sessions.RefreshMargin = time.Minute
+			// Loopback is the load balancer.
 			c.Server.TrustedProxies = []string{"127.0.0.0/8"}
 		}))
 
@@ -92,6 +92,9 @@ func TestAuditEvents(t *testing.T) {
 			act: func(t *testing.T) {
 				modes.mode.Store("reject")
 				defer modes.mode.Store("")
+				// Once the token has expired the request waits for the
+				// refresh, and learns that it was rejected.
+				time.Sleep(time.Until(e.session("web", b.cookie("bff-web").Value).Expiry))
 				errorCode(t, b.do(http.MethodGet, "/web/api/orders/1", forwarded, ""), http.StatusUnauthorized, "session_expired")
 			},
 			event: "refresh_rejected", level: "INFO", ip: "198.51.100.9",
