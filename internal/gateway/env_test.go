@@ -399,9 +399,12 @@ func (b *browser) burst(t testing.TB, n int, urlFor func(i int) string) []int {
 				t.Error(err)
 				return
 			}
-			_, _ = io.Copy(io.Discard, resp.Body)
+			body, _ := io.ReadAll(resp.Body)
 			resp.Body.Close()
 			statuses[i] = resp.StatusCode
+			if resp.StatusCode != http.StatusOK {
+				t.Logf("request %d: %d %s", i, resp.StatusCode, body)
+			}
 		}()
 	}
 	wg.Wait()

@@ -70,16 +70,17 @@ func TestSessionSharedAcrossInstances(t *testing.T) {
 	errorCode(t, replay.api(http.MethodGet, second+"/web/api/orders/1"), http.StatusUnauthorized, "unauthenticated")
 }
 
-// The provider issues 6 s access tokens and the gateway refreshes 3 s before
-// expiry (at most half the lifetime is allowed), so a token becomes due about
-// 3 s after it was obtained and stays valid about 3 s more: long enough for
-// the bursts below to need exactly one refresh, which runs beside them.
+// The provider issues 10 s access tokens (expires_in 9) and the gateway
+// refreshes 5 s before expiry (at most half the lifetime is allowed), so a
+// token becomes due about 4.5 s after it was obtained and stays valid about
+// 4 s more: long enough for the bursts below, even on a loaded machine, to
+// need exactly one refresh, which runs beside them.
 const (
-	shortTokenLifetime = 6 * time.Second
-	shortRefreshMargin = 3 * time.Second
+	shortTokenLifetime = 10 * time.Second
+	shortRefreshMargin = 5 * time.Second
 )
 
-func waitUntilDue() { time.Sleep(3500 * time.Millisecond) }
+func waitUntilDue() { time.Sleep(5500 * time.Millisecond) }
 
 // waitForRefresh waits until the stored access token differs from before,
 // the refresh running beside the requests that made it due.

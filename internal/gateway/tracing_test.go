@@ -12,7 +12,6 @@ import (
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
 	"github.com/bffgate/bffgate/bff"
-	"github.com/bffgate/bffgate/config"
 	"github.com/bffgate/bffgate/internal/demo"
 	"github.com/bffgate/bffgate/internal/gateway"
 )
@@ -73,8 +72,9 @@ func spanText(s sdktrace.ReadOnlySpan) string {
 func TestSpansNeverContainSecrets(t *testing.T) {
 	rec := tracetest.NewSpanRecorder()
 	e := newEnv(t, withSpanRecorder(rec),
-		withIDP(demo.IDPOptions{AccessTokenLifetime: 30 * time.Second}),
-		withConfig(func(c *config.Config) { c.Sessions.RefreshMargin = time.Minute }))
+		// 2 s tokens: the API call below waits for the login's to expire,
+		// so it waits for (and traces) the refresh.
+		withIDP(demo.IDPOptions{AccessTokenLifetime: 2 * time.Second}))
 	sec := secrets{"web client secret": webSecret, "admin client secret": adminSecret}
 
 	b := e.browser()
@@ -103,6 +103,7 @@ func TestSpansNeverContainSecrets(t *testing.T) {
 	if resp := b.do(http.MethodGet, "/web/bff/user", http.Header{"X-Csrf": {"1"}}, ""); resp.StatusCode != http.StatusOK {
 		t.Fatalf("user: %d", resp.StatusCode)
 	}
+	time.Sleep(time.Until(s.Expiry))
 	if resp := b.api(http.MethodGet, "/web/api/orders/8675309?secret-looking=query"); resp.StatusCode != http.StatusOK {
 		t.Fatalf("api: %d %s", resp.StatusCode, readBody(resp))
 	}
@@ -156,10 +157,12 @@ func TestSpansNeverContainSecrets(t *testing.T) {
 func TestConnectedTrace(t *testing.T) {
 	rec := tracetest.NewSpanRecorder()
 	e := newEnv(t, withSpanRecorder(rec),
-		withIDP(demo.IDPOptions{AccessTokenLifetime: 30 * time.Second}),
-		withConfig(func(c *config.Config) { c.Sessions.RefreshMargin = time.Minute }))
+		// 2 s tokens: the API call below waits for the login's to expire,
+		// so it waits for (and traces) the refresh.
+		withIDP(demo.IDPOptions{AccessTokenLifetime: 2 * time.Second}))
 	b := e.browser()
 	b.login("/web", e.admin())
+	time.Sleep(time.Until(e.session("web", b.cookie("bff-web").Value).Expiry))
 
 	const traceID, clientSpan = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
 	resp := b.do(http.MethodGet, "/web/api/orders/7", http.Header{
