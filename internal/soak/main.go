@@ -80,7 +80,8 @@ func main() {
 }
 
 func run() error {
-	phaseLen := flag.Duration("phase", 20*time.Second, "length of each of the 6 phases")
+	phaseLen := flag.Duration("phase", 20*time.Second, "length of each phase but recovery")
+	recoveryLen := flag.Duration("recovery", 40*time.Second, "length of the recovery phase: longer than the gateway's 30s maximum refresh back-off, so that sessions whose refresh failed during the outage are seen to recover")
 	nSessions := flag.Int("sessions", 8, "sessions logged in before the run")
 	rate := flag.Int("rate", 100, "requests per second, all sessions and both instances together")
 	lifetime := flag.Duration("token-lifetime", 30*time.Second, "access token lifetime at the provider")
@@ -95,6 +96,8 @@ func run() error {
 		return fmt.Errorf("unexpected argument %q", flag.Arg(0))
 	case *phaseLen < 2*time.Second || *phaseLen > 15*time.Minute:
 		return errors.New("-phase: between 2s and 15m")
+	case *recoveryLen < 2*time.Second || *recoveryLen > 15*time.Minute:
+		return errors.New("-recovery: between 2s and 15m")
 	case *nSessions < 1 || *nSessions > 1000:
 		return errors.New("-sessions: 1..1000")
 	case *rate < 1 || *rate > 5000:
@@ -202,8 +205,8 @@ func run() error {
 			return fmt.Errorf("session %d: %w", i+1, err)
 		}
 	}
-	fmt.Printf("soak: redis %s (AOF), provider %s, gateways %s %s, %d sessions, %d req/s, token lifetime %v, refresh margin %v, provider timeout %v, %d phases of %v\n",
-		rdb.Options().Addr, issuer, bases[0], bases[1], *nSessions, *rate, *lifetime, *margin, *providerTimeout, len(phases), *phaseLen)
+	fmt.Printf("soak: redis %s (AOF), provider %s, gateways %s %s, %d sessions, %d req/s, token lifetime %v, refresh margin %v, provider timeout %v, %d phases of %v and recovery %v\n",
+		rdb.Options().Addr, issuer, bases[0], bases[1], *nSessions, *rate, *lifetime, *margin, *providerTimeout, len(phases)-1, *phaseLen, *recoveryLen)
 
 	st := newStats(len(phases))
 	client := &http.Client{
@@ -226,8 +229,8 @@ func run() error {
 	interrupted := false
 loop:
 	for {
-		p := int(time.Since(start) / *phaseLen)
-		if p >= len(phases) {
+		p := min(int(time.Since(start) / *phaseLen), len(phases)-1)
+		if time.Since(start) >= time.Duration(len(phases)-1)**phaseLen+*recoveryLen {
 			break
 		}
 		if p != cur {
