@@ -25,14 +25,12 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/hex"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
-	"net/http/cookiejar"
 	"net/http/httputil"
 	"net/url"
 	"os"
@@ -48,7 +46,7 @@ import (
 	"github.com/bffgate/bffgate/config"
 	"github.com/bffgate/bffgate/internal/demo"
 	"github.com/bffgate/bffgate/internal/gateway"
-	"github.com/bffgate/bffgate/internal/oidctest"
+	"github.com/bffgate/bffgate/internal/localrun"
 )
 
 const (
@@ -198,7 +196,7 @@ func run() error {
 		defer windows.report(os.Stderr)
 	}
 	for i, h := range []http.Handler{upstream, idpHandler, gwHandler, bare} {
-		s := newServer(h)
+		s := localrun.NewServer(h)
 		go func() { _ = s.Serve(lns[i]) }()
 		defer s.Close()
 	}
@@ -206,10 +204,10 @@ func run() error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	if err := waitReady(ctx, public+"/readyz"); err != nil {
+	if err := localrun.WaitReady(ctx, public+"/readyz"); err != nil {
 		return err
 	}
-	cookie, err := login(ctx, public)
+	cookie, err := localrun.LoginCookie(ctx, public, mount, "bff-web")
 	if err != nil {
 		return err
 	}
@@ -240,80 +238,6 @@ func defaultRedisURL() string {
 		return "redis://" + a + "/0"
 	}
 	return "redis://127.0.0.1:6379/0"
-}
-
-func newServer(h http.Handler) *http.Server {
-	return &http.Server{
-		Handler:           h,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       120 * time.Second,
-		MaxHeaderBytes:    64 << 10,
-		// wrk's connections closing at the end of a run are not news.
-		ErrorLog: slog.NewLogLogger(slog.DiscardHandler, slog.LevelWarn),
-	}
-}
-
-// waitReady polls the gateway's /readyz until the store answers and the
-// provider's discovery is loaded.
-func waitReady(ctx context.Context, u string) error {
-	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
-	defer cancel()
-	for {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-		resp, err := http.DefaultClient.Do(req)
-		if err == nil {
-			_, _ = io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("gateway not ready: %v", context.Cause(ctx))
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
-}
-
-// login drives the code flow through the provider's form and the gateway's
-// callback, as oidctest's Browser does for the tests, and returns the
-// session cookie as "name=value".
-func login(ctx context.Context, public string) (string, error) {
-	jar, err := cookiejar.New(nil)
-	if err != nil {
-		return "", err
-	}
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	defer tr.CloseIdleConnections()
-	b := &oidctest.Browser{Jar: jar, Client: &http.Client{
-		Jar:       jar,
-		Transport: tr,
-		Timeout:   10 * time.Second,
-		CheckRedirect: func(*http.Request, []*http.Request) error {
-			return http.ErrUseLastResponse
-		},
-	}}
-	cb, _, err := b.Login(ctx, public+mount+"/bff/login", demo.UserUsername, demo.Password)
-	if err != nil {
-		return "", fmt.Errorf("login: %w", err)
-	}
-	resp, err := b.Follow(ctx, cb)
-	if err != nil {
-		return "", fmt.Errorf("callback: %w", err)
-	}
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusFound {
-		return "", fmt.Errorf("callback: status %d: %s", resp.StatusCode, body)
-	}
-	u, _ := url.Parse(public + "/")
-	for _, c := range jar.Cookies(u) {
-		if c.Name == "bff-web" {
-			return c.Name + "=" + c.Value, nil
-		}
-	}
-	return "", errors.New("callback set no bff-web cookie")
 }
 
 // check makes sure u answers 200, so a load run never measures error answers.

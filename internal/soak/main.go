@@ -28,9 +28,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/http/cookiejar"
 	"net/http/httptest"
-	"net/url"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -48,7 +46,7 @@ import (
 	"github.com/bffgate/bffgate/internal/demo"
 	"github.com/bffgate/bffgate/internal/faultidp"
 	"github.com/bffgate/bffgate/internal/gateway"
-	"github.com/bffgate/bffgate/internal/oidctest"
+	"github.com/bffgate/bffgate/internal/localrun"
 )
 
 const (
@@ -157,7 +155,7 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	idpSrv := newServer(faults.Handler(idp))
+	idpSrv := localrun.NewServer(faults.Handler(idp))
 	go func() { _ = idpSrv.Serve(fln) }()
 	defer idpSrv.Close()
 
@@ -189,19 +187,19 @@ func run() error {
 			return fmt.Errorf("gateway %d: %w", i+1, err)
 		}
 		defer gw.Close()
-		s := newServer(gw.Handler(true))
+		s := localrun.NewServer(gw.Handler(true))
 		go func() { _ = s.Serve(gwLns[i]) }()
 		defer s.Close()
 	}
 	for _, b := range bases {
-		if err := waitReady(ctx, b+"/readyz"); err != nil {
+		if err := localrun.WaitReady(ctx, b+"/readyz"); err != nil {
 			return err
 		}
 	}
 
 	cookies := make([]string, *nSessions)
 	for i := range cookies {
-		if cookies[i], err = login(ctx, public); err != nil {
+		if cookies[i], err = localrun.LoginCookie(ctx, public, mount, "bff-web"); err != nil {
 			return fmt.Errorf("session %d: %w", i+1, err)
 		}
 	}
@@ -464,71 +462,6 @@ func rss() string {
 		}
 	}
 	return "?"
-}
-
-func newServer(h http.Handler) *http.Server {
-	return &http.Server{
-		Handler:           h,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       120 * time.Second,
-		ErrorLog:          slog.NewLogLogger(slog.DiscardHandler, slog.LevelWarn),
-	}
-}
-
-func waitReady(ctx context.Context, u string) error {
-	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
-	defer cancel()
-	for {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-		resp, err := http.DefaultClient.Do(req)
-		if err == nil {
-			_, _ = io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("gateway %s not ready: %v", u, context.Cause(ctx))
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
-}
-
-// login walks the code flow through the provider's form (oidctest.Browser)
-// and the gateway's callback, and returns the session cookie "name=value".
-func login(ctx context.Context, public string) (string, error) {
-	jar, err := cookiejar.New(nil)
-	if err != nil {
-		return "", err
-	}
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	defer tr.CloseIdleConnections()
-	b := &oidctest.Browser{Jar: jar, Client: &http.Client{
-		Jar: jar, Transport: tr, Timeout: 10 * time.Second,
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-	}}
-	cb, _, err := b.Login(ctx, public+mount+"/bff/login", demo.UserUsername, demo.Password)
-	if err != nil {
-		return "", fmt.Errorf("login: %w", err)
-	}
-	resp, err := b.Follow(ctx, cb)
-	if err != nil {
-		return "", fmt.Errorf("callback: %w", err)
-	}
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusFound {
-		return "", fmt.Errorf("callback: status %d: %s", resp.StatusCode, body)
-	}
-	u, _ := url.Parse(public + "/")
-	for _, c := range jar.Cookies(u) {
-		if c.Name == "bff-web" {
-			return c.Name + "=" + c.Value, nil
-		}
-	}
-	return "", errors.New("callback set no bff-web cookie")
 }
 
 func randomKey(n int) string {
