@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/labstack/echo/v4"
+	"go.opentelemetry.io/otel/attribute"
 
 	"github.com/bffgate/bffgate/bff/httperr"
 	"github.com/bffgate/bffgate/config"
@@ -77,7 +78,16 @@ func (b *BFF) requireSession(c echo.Context) (*loadedSession, error) {
 // failure is a 503, never "logged out".
 func (b *BFF) loadRef(c echo.Context, ref string) (*sessions.Session, error) {
 	ctx, span := b.startSpan(c.Request().Context(), SpanSessionLoad)
+	var src *sessions.Source
+	if span.s.IsRecording() {
+		// Allocated only here, so a request that is not traced pays nothing.
+		src = new(sessions.Source)
+		ctx = sessions.WithSourceReport(ctx, src)
+	}
 	s, err := b.deps.Sessions.Load(ctx, b.binding, ref)
+	if src != nil && *src != sessions.SourceUnknown {
+		span.s.SetAttributes(attribute.String(AttrSessionSource, src.String()))
+	}
 	span.end(err)
 	switch {
 	case err == nil:

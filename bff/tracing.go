@@ -25,6 +25,13 @@ const (
 	SpanSessionLoad     = "session.load"
 	SpanRefresh         = "session.refresh"
 	SpanRefreshLockWait = "session.refresh.lock_wait"
+
+	// AttrSessionSource on the session load says what answered the read:
+	// "cache" (the in-process session cache), "store" (Redis or memory:
+	// no cache, a miss, or a read that had to be fresh) or "bypassed"
+	// (the store, because the cache's invalidation channel was not
+	// confirmed live then). Absent when the reference did not open.
+	AttrSessionSource = "bffgate.session.source"
 )
 
 // tracer is Deps.Tracer, or one that records nothing.

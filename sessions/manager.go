@@ -284,6 +284,7 @@ func (m *Manager) Load(ctx context.Context, binding, ref string) (*Session, erro
 	}
 	skey := m.sessionKey(id)
 	value, ttl, err := m.store.Get(ctx, skey)
+	reportStoreRead(ctx)
 	if errors.Is(err, ErrNotFound) {
 		return nil, ErrNotFound
 	}

@@ -1,6 +1,7 @@
 package gateway_test
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -214,4 +215,74 @@ func TestConnectedTrace(t *testing.T) {
 	if got := e.orders.last(t).Header.Get("Traceparent"); got != want {
 		t.Errorf("upstream traceparent %q, want the upstream span's %q", got, want)
 	}
+}
+
+// The session load span says what answered: the in-process cache on a hit,
+// the store on a miss (here forced by invalidating the cached record, as a
+// write on another instance would), "bypassed" while the cache's channel
+// is not confirmed live. The cache's own counters decide what each request
+// should report.
+func TestSessionLoadSpanSource(t *testing.T) {
+	rec := tracetest.NewSpanRecorder()
+	e := newEnv(t, withSpanRecorder(rec))
+	c := e.gw.SessionCache()
+	if c == nil {
+		t.Fatal("the Redis store runs without the session cache")
+	}
+	b := e.browser()
+	b.login("/web", e.admin())
+	key := e.prefix + "s:{" + e.session("web", b.cookie("bff-web").Value).ID() + "}"
+
+	loads := func() []sdktrace.ReadOnlySpan {
+		var out []sdktrace.ReadOnlySpan
+		for _, s := range rec.Ended() {
+			if s.Name() == bff.SpanSessionLoad {
+				out = append(out, s)
+			}
+		}
+		return out
+	}
+	seen := map[string]int{}
+	deadline := time.Now().Add(10 * time.Second)
+	for seen["cache"] == 0 || seen["store"] == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("saw sources %v in 10 s, want cache and store: %+v", seen, c.Stats())
+		}
+		before, n := c.Stats(), len(loads())
+		if resp := b.api(http.MethodGet, "/web/api/orders/1"); resp.StatusCode != http.StatusOK {
+			t.Fatalf("api: %d %s", resp.StatusCode, readBody(resp))
+		}
+		after, spans := c.Stats(), loads()
+		if len(spans) != n+1 {
+			t.Fatalf("%d session load spans for one request", len(spans)-n)
+		}
+		var want string
+		switch {
+		case after.Hits > before.Hits:
+			want = "cache"
+		case after.Misses > before.Misses:
+			want = "store"
+		case after.Bypassed > before.Bypassed:
+			want = "bypassed"
+		default:
+			t.Fatalf("the request read no session: %+v then %+v", before, after)
+		}
+		got := ""
+		for _, a := range spans[n].Attributes() {
+			if a.Key == bff.AttrSessionSource {
+				got = a.Value.AsString()
+			}
+		}
+		if got != want {
+			t.Fatalf("%s = %q, want %q (cache %+v then %+v)", bff.AttrSessionSource, got, want, before, after)
+		}
+		seen[got]++
+		if got == "cache" {
+			// Drop the entry everywhere, so the next load misses.
+			if err := c.Expire(context.Background(), key, 10*time.Minute); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	t.Logf("sources seen: %v", seen)
 }

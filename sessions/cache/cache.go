@@ -289,11 +289,13 @@ func (c *Cache) Get(ctx context.Context, key string) ([]byte, time.Duration, err
 	now := c.mono()
 	if now >= c.lease.Load() {
 		c.bypassed.Add(1)
+		sessions.ReportSource(ctx, sessions.SourceBypassed)
 		return c.inner.Get(ctx, key)
 	}
 	if e, ok := c.lru.Get(key); ok {
 		if ttl := time.Duration(e.expires - now); ttl > 0 {
 			c.hits.Add(1)
+			sessions.ReportSource(ctx, sessions.SourceCache)
 			return bytes.Clone(e.value), ttl, nil
 		}
 		c.lru.Remove(key) // expired in Redis by now too
