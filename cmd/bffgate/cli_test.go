@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -21,6 +22,7 @@ func TestCLIHelpAndExitCodes(t *testing.T) {
 	}{
 		{args: nil, code: exitOK, stdout: "bffgate check -config FILE"},
 		{args: []string{"help"}, code: exitOK, stdout: "bffgate sessions list|revoke"},
+		{args: []string{"help", "sessions"}, code: exitOK, stdout: "[--id ID] [--json]"},
 		{args: []string{"-h"}, code: exitOK, stdout: "bffgate demo"},
 		{args: []string{"--help"}, code: exitOK, stdout: "bffgate version"},
 		{args: []string{"version"}, code: exitOK, stdout: "bffgate dev"},
@@ -63,5 +65,26 @@ func TestCLIHelpAndExitCodes(t *testing.T) {
 				t.Errorf("stderr has a bare OS error: %s", errb.String())
 			}
 		})
+	}
+}
+
+// The overview's sessions line names every flag of the sessions synopsis, so
+// that "bffgate --help" and "bffgate help sessions" do not disagree.
+func TestHelpOverviewNamesEverySessionsFlag(t *testing.T) {
+	synopsis, _, _ := strings.Cut(sessionsUsage, "\n\n")
+	flags := regexp.MustCompile(`--[a-z]+`).FindAllString(synopsis, -1)
+	if len(flags) == 0 {
+		t.Fatalf("no flags found in the sessions synopsis:\n%s", synopsis)
+	}
+	var out bytes.Buffer
+	if code := run(context.Background(), []string{"--help"}, &out, &bytes.Buffer{}); code != exitOK {
+		t.Fatalf("--help: exit %d", code)
+	}
+	_, line, _ := strings.Cut(out.String(), "bffgate sessions ")
+	line, _, _ = strings.Cut(line, "bffgate version")
+	for _, f := range flags {
+		if !strings.Contains(line, f) {
+			t.Errorf("bffgate --help does not name %s for sessions:\n%s", f, line)
+		}
 	}
 }

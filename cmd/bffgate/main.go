@@ -40,8 +40,9 @@ usage:
   bffgate demo idp [-listen ADDR] [-issuer URL] [-public-url URL ...]
   bffgate demo services [-listen ADDR] [-issuer URL]
                                     demo parts, one per container (docker-compose.yml)
-  bffgate sessions list|revoke -config FILE [--frontend F] [--sub S] [--sid S]
-                                    list or revoke live sessions (redis store; revoke: a filter or --all)
+  bffgate sessions list|revoke -config FILE [--frontend F] [--sub S] [--sid S] [--id ID]
+                                    list or revoke live sessions (redis store; list: --json;
+                                    revoke: a filter or --all)
   bffgate version                   print version and build information (also --version)
   bffgate help [COMMAND]            this text, or a command's (also -h, --help)
 
