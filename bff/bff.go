@@ -109,10 +109,13 @@ func New(fe config.Frontend, d Deps) (*BFF, error) {
 	if fe.Host != "" {
 		// A frontend bound to its own Host is reached there: its redirect
 		// URIs must bring the browser back to that origin, where its
-		// cookies live. The scheme and port stay public_url's.
+		// cookies live. The scheme stays public_url's, and so does the port
+		// unless the host names its own.
 		host := fe.Host
-		if p := pub.Port(); p != "" {
-			host = net.JoinHostPort(fe.Host, p)
+		if _, _, err := net.SplitHostPort(fe.Host); err != nil {
+			if p := pub.Port(); p != "" {
+				host = net.JoinHostPort(fe.Host, p)
+			}
 		}
 		d.PublicURL = pub.Scheme + "://" + host
 	}

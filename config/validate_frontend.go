@@ -5,6 +5,7 @@ import (
 	"net/url"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 )
 
@@ -58,8 +59,17 @@ func (v *validator) frontend(w where, f *Frontend) {
 		w.errorf("mount", "%s", msg)
 	}
 	if f.Host != "" {
-		if u, err := url.Parse("http://" + f.Host); err != nil || u.Host != f.Host || u.Hostname() == "" {
+		u, err := url.Parse("http://" + f.Host)
+		switch {
+		case err != nil || u.Host != f.Host || u.Hostname() == "":
 			w.errorf("host", "must be a host name such as app.example.com, without scheme or path")
+		case u.Port() == "80" || u.Port() == "443":
+			// A browser leaves the scheme's default port out of Host.
+			w.errorf("host", "has the default port %s, which browsers leave out of the Host header, so it would never match; write %s", u.Port(), u.Hostname())
+		case u.Port() != "":
+			if n, err := strconv.Atoi(u.Port()); err != nil || n < 1 || n > 65535 {
+				w.errorf("host", "has port %s; a port is 1 to 65535", u.Port())
+			}
 		}
 	}
 

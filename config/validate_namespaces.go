@@ -33,7 +33,8 @@ func (v *validator) acrossFrontends(ws []where) {
 		}
 		for j := range i {
 			g := &fs[j]
-			if !dupName[i] && f.Cookie.Name == g.Cookie.Name && (f.Host == g.Host || f.Host == "" || g.Host == "") {
+			// Browsers keep cookies per host name, whatever the port.
+			if !dupName[i] && f.Cookie.Name == g.Cookie.Name && (hostOnly(f.Host) == hostOnly(g.Host) || f.Host == "" || g.Host == "") {
 				ws[i].errorf("cookie.name", "%s is already the cookie of frontend %q (%s)", ws[i].q("cookie.name", f.Cookie.Name), g.Name, ws[j])
 				break
 			}
@@ -43,7 +44,7 @@ func (v *validator) acrossFrontends(ws []where) {
 	for i := range fs {
 		for j := range fs {
 			outer, inner := &fs[i], &fs[j]
-			if i == j || outer.Host != inner.Host || outer.Mount == inner.Mount ||
+			if i == j || !hostsOverlap(outer.Host, inner.Host) || outer.Mount == inner.Mount ||
 				checkCleanPath(outer.Mount) != "" || checkCleanPath(inner.Mount) != "" || !under(inner.Mount, outer.Mount) {
 				continue
 			}
@@ -130,10 +131,31 @@ func takenPaths(g *Frontend, mount string) []string {
 
 // hostOnly drops a port from a host key.
 func hostOnly(h string) string {
-	if host, _, err := net.SplitHostPort(h); err == nil {
-		return host
+	name, _ := splitHost(h)
+	return name
+}
+
+// splitHost splits a host key into its name (IPv6 without brackets) and its
+// port, "" when it has none.
+func splitHost(h string) (name, port string) {
+	if host, p, err := net.SplitHostPort(h); err == nil {
+		return host, p
 	}
-	return h
+	return strings.Trim(h, "[]"), ""
+}
+
+// hostsOverlap reports whether one request can match frontends bound to
+// hosts a and b (both set, or both host-agnostic): the same name, and the
+// same port or none on one of them, since a host without a port matches the
+// name on any port. The router then picks between them by mount alone, as
+// on one host.
+func hostsOverlap(a, b string) bool {
+	if a == "" || b == "" {
+		return a == b
+	}
+	an, ap := splitHost(a)
+	bn, bp := splitHost(b)
+	return an == bn && (ap == bp || ap == "" || bp == "")
 }
 
 func onHost(host string) string {

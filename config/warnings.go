@@ -70,7 +70,7 @@ func (v *validator) shadowedRootRoutes(ws []where) {
 		for j := range fs {
 			outer := &fs[j]
 			if i == j || outer.Mount == inner.Mount || !under(inner.Mount, outer.Mount) ||
-				(outer.Host != "" && outer.Host != inner.Host) {
+				(outer.Host != "" && !hostsOverlap(outer.Host, inner.Host)) {
 				continue
 			}
 			k := slices.IndexFunc(outer.Routes, func(r Route) bool { return r.Prefix == "/" })

@@ -28,7 +28,10 @@ type Router struct {
 }
 
 type entry struct {
-	host string // lower-case, no port; "" matches any host
+	host string // lower-case name, no port; "" matches any host
+	// port, when set, is the only port of host this frontend answers on;
+	// "" is any port.
+	port string
 	base string // mount without trailing slash; "" for "/"
 	bff  *bff.BFF
 	// routes are the frontend's route prefixes, for the case check.
@@ -97,21 +100,27 @@ func build(fes []config.Frontend, deps bff.Deps) (*table, error) {
 		for i, rt := range fe.Routes {
 			prefixes[i] = base + strings.TrimSuffix(rt.Prefix, "/")
 		}
+		host, port := splitHost(strings.ToLower(fe.Host))
 		t.entries = append(t.entries, entry{
-			host:   strings.ToLower(fe.Host),
+			host:   host,
+			port:   port,
 			base:   base,
 			bff:    b,
 			routes: newRouteSet(prefixes),
 		})
 	}
 	// Host-specific frontends before host-agnostic ones, then longest mount
-	// first, so "/" only catches what no other mount claims.
+	// first, so "/" only catches what no other mount claims; on one mount,
+	// a frontend bound to a port before one bound to the name alone.
 	sort.SliceStable(t.entries, func(i, j int) bool {
 		a, b := t.entries[i], t.entries[j]
 		if (a.host != "") != (b.host != "") {
 			return a.host != ""
 		}
-		return len(a.base) > len(b.base)
+		if len(a.base) != len(b.base) {
+			return len(a.base) > len(b.base)
+		}
+		return a.port != "" && b.port == ""
 	})
 	return t, nil
 }
@@ -139,14 +148,10 @@ func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 			req.Body = http.MaxBytesReader(w, req.Body, r.maxBody)
 		}
 	}
-	host := req.Host
-	if h, _, err := net.SplitHostPort(host); err == nil {
-		host = h
-	}
-	host = strings.ToLower(host)
+	host, port := splitHost(strings.ToLower(req.Host))
 	path := req.URL.Path
 	for _, e := range r.table.Load().entries {
-		if e.host != "" && e.host != host {
+		if e.host != "" && (e.host != host || e.port != "" && e.port != port) {
 			continue
 		}
 		if e.base == "" || path == e.base || strings.HasPrefix(path, e.base+"/") {
@@ -159,4 +164,13 @@ func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		}
 	}
 	httperr.Write(w, httperr.New(http.StatusNotFound, httperr.CodeNotFound, "no frontend is mounted at this path"))
+}
+
+// splitHost splits a Host header or a frontend's host into its name (IPv6
+// without brackets) and its port, "" when it has none.
+func splitHost(h string) (name, port string) {
+	if host, p, err := net.SplitHostPort(h); err == nil {
+		return host, p
+	}
+	return strings.Trim(h, "[]"), ""
 }

@@ -2,10 +2,13 @@ package gateway_test
 
 import (
 	"context"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
 	"testing"
+
+	"github.com/bffgate/bffgate/config"
 )
 
 // hostRequest sends method path to the gateway with Host set to host, as a
@@ -118,4 +121,40 @@ func callbackError(t *testing.T, b *browser, cb string) string {
 	}
 	m, _ := decodeJSON(t, resp)["message"].(string)
 	return m
+}
+
+// A frontend's host may name a port (SPEC section 2: "match only this
+// Host"): it then answers only on that port, while a host without a port
+// answers on any. Its redirect URIs use its own port.
+func TestHostWithPort(t *testing.T) {
+	var port string
+	e := newEnv(t, withConfig(func(c *config.Config) {
+		_, port, _ = net.SplitHostPort(c.Server.Listen)
+		c.Frontends[0].Host = "127.0.0.1:" + port // web
+		c.Frontends[1].Host = "127.0.0.1"         // admin, any port
+	}))
+	for _, tt := range []struct {
+		name, host, path string
+		status           int
+	}{
+		{"port-bound frontend on its port", "127.0.0.1:" + port, "/web/api/public/x", http.StatusOK},
+		{"port-bound frontend on another port", "127.0.0.1:1", "/web/api/public/x", http.StatusNotFound},
+		{"port-bound frontend without a port", "127.0.0.1", "/web/api/public/x", http.StatusNotFound},
+		{"name-bound frontend on the listener's port", "127.0.0.1:" + port, "/admin/api/orders/1", http.StatusUnauthorized},
+		{"name-bound frontend on another port", "127.0.0.1:1", "/admin/api/orders/1", http.StatusUnauthorized},
+		{"name-bound frontend without a port", "127.0.0.1", "/admin/api/orders/1", http.StatusUnauthorized},
+		{"name-bound frontend, other name", "localhost:" + port, "/admin/api/orders/1", http.StatusNotFound},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			resp := hostRequest(t, e.browser(), http.MethodGet, tt.path, tt.host, http.Header{"X-Csrf": {"1"}})
+			if resp.StatusCode != tt.status {
+				t.Errorf("GET %s with Host %s: %d %s, want %d", tt.path, tt.host, resp.StatusCode, readBody(resp), tt.status)
+			}
+		})
+	}
+	resp := e.browser().get("/web/bff/login", nil)
+	loc := mustURL(resp.Header.Get("Location"))
+	if got, want := loc.Query().Get("redirect_uri"), "http://127.0.0.1:"+port+"/web/bff/callback"; resp.StatusCode != http.StatusFound || got != want {
+		t.Errorf("login: %d, redirect_uri %q, want %q", resp.StatusCode, got, want)
+	}
 }
