@@ -368,7 +368,13 @@ func (e *env) instance() string {
 // replica is instance returning the second gateway too (for its metrics).
 func (e *env) replica() (string, *gateway.Gateway) {
 	e.t.Helper()
-	gw, err := gateway.New(e.cfg, gateway.Options{})
+	return e.replicaWith(gateway.Options{})
+}
+
+// replicaWith is replica with its own gateway options (a logger of its own).
+func (e *env) replicaWith(o gateway.Options) (string, *gateway.Gateway) {
+	e.t.Helper()
+	gw, err := gateway.New(e.cfg, o)
 	if err != nil {
 		e.t.Fatal(err)
 	}

@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"log/slog"
 	"net/http"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -44,6 +46,12 @@ type sample struct {
 // instance base URL, one every 50 ms each, and returns what came back.
 func drive(t *testing.T, b *browser, bases []string, d time.Duration) []sample {
 	t.Helper()
+	return drivePath(t, b, bases, "/web/api/orders/1", d)
+}
+
+// drivePath is drive on another route's path.
+func drivePath(t *testing.T, b *browser, bases []string, path string, d time.Duration) []sample {
+	t.Helper()
 	var mu sync.Mutex
 	var out []sample
 	var wg sync.WaitGroup
@@ -53,7 +61,7 @@ func drive(t *testing.T, b *browser, bases []string, d time.Duration) []sample {
 		go func() {
 			defer wg.Done()
 			for time.Now().Before(stop) {
-				req, _ := http.NewRequest(http.MethodGet, base+"/web/api/orders/1", nil)
+				req, _ := http.NewRequest(http.MethodGet, base+path, nil)
 				req.Header.Set("X-Csrf", "1")
 				start := time.Now()
 				resp, err := b.Client.Do(req)
@@ -84,8 +92,14 @@ func drive(t *testing.T, b *browser, bases []string, d time.Duration) []sample {
 // once sends one API request of the browser's session to base.
 func once(t *testing.T, b *browser, base string) sample {
 	t.Helper()
+	return oncePath(t, b, base, "/web/api/orders/1")
+}
+
+// oncePath is once on another route's path.
+func oncePath(t *testing.T, b *browser, base, path string) sample {
+	t.Helper()
 	start := time.Now()
-	resp := b.api(http.MethodGet, base+"/web/api/orders/1")
+	resp := b.api(http.MethodGet, base+path)
 	s := sample{at: start, took: time.Since(start), status: resp.StatusCode}
 	if resp.StatusCode != http.StatusOK {
 		var e struct{ Error string }
@@ -365,5 +379,139 @@ func TestShortLivedTokensAreNotRefreshedOnEveryRequest(t *testing.T) {
 	drive(t, b, []string{e.public}, 500*time.Millisecond)
 	if n := f.Attempts("refresh_token"); n != 1 {
 		t.Errorf("%d refreshes in the second half, want 1", n)
+	}
+}
+
+// The frontend's client-credentials token (`token: client` routes) follows
+// the refresh's discipline across instances: while the cached token is
+// valid no request fails or waits, one instance fetches the next one for
+// both, and while the provider cannot answer both together make one
+// attempt per back-off step.
+func TestClientTokenProviderFaults(t *testing.T) {
+	const svc = "/web/api/svc/x"
+	for _, tc := range []struct {
+		name  string
+		mode  faultidp.Mode
+		delay time.Duration
+		down  bool // the provider cannot issue tokens at all in this mode
+	}{
+		{name: "answers late within provider_timeout", mode: faultidp.Late, delay: 1500 * time.Millisecond},
+		{name: "hangs", mode: faultidp.Hang, down: true},
+		{name: "refuses connections", mode: faultidp.Refuse, down: true},
+		{name: "answers 503", mode: faultidp.Unavailable, down: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := faultidp.New()
+			// Each instance's log counts its failed fetches: refused
+			// connections never reach the provider to be counted there.
+			var logs [2]logBuffer
+			logger := func(i int) *slog.Logger {
+				return slog.New(slog.NewJSONHandler(&logs[i], &slog.HandlerOptions{Level: slog.LevelWarn}))
+			}
+			e := newEnv(t, withFaults(f),
+				withIDP(demo.IDPOptions{AccessTokenLifetime: 4 * time.Second}),
+				withClientRoute(func(c *config.Config) { c.Sessions.ProviderTimeout = 2500 * time.Millisecond }),
+				withGatewayOptions(gateway.Options{Logger: logger(0)}))
+			second, _ := e.replicaWith(gateway.Options{Logger: logger(1)})
+			for _, base := range []string{e.public, second} {
+				resp, err := http.Get(base + "/readyz")
+				if err != nil || resp.StatusCode != http.StatusOK {
+					t.Fatalf("readyz %s: %v %v", base, resp, err)
+				}
+				resp.Body.Close()
+			}
+			b := e.browser()
+			b.login("/web", e.admin())
+
+			// The first client token, fetched while the provider is well.
+			fetchStart := time.Now()
+			if resp := b.api(http.MethodGet, e.public+svc); resp.StatusCode != http.StatusOK {
+				t.Fatalf("first client route call: %d %s", resp.StatusCode, readBody(resp))
+			}
+			fetchEnd := time.Now()
+			first := upstreamBearer(t, e.orders)
+			// The gateway's expiry is fetch time + expires_in, which the
+			// provider rounds down to whole seconds: 3 or 4 s.
+			validUntil, expiredAfter := fetchStart.Add(3*time.Second), fetchEnd.Add(4*time.Second)
+			grantsBefore := f.Attempts("client_credentials")
+
+			f.SetDelay(tc.delay)
+			if err := f.SetMode(tc.mode); err != nil {
+				t.Fatal(err)
+			}
+			// Late: until just past the first token's expiry, before the
+			// second one is due. Down: 2 s past the expiry.
+			until := expiredAfter.Add(time.Second)
+			if tc.down {
+				until = expiredAfter.Add(2 * time.Second)
+			}
+			samples := drivePath(t, b, []string{e.public, second}, svc, time.Until(until))
+			grants := f.Attempts("client_credentials") - grantsBefore
+			if err := f.SetMode(faultidp.Normal); err != nil {
+				t.Fatal(err)
+			}
+
+			if valid := servedWhileValid(t, samples, validUntil); valid < 20 {
+				t.Fatalf("only %d requests while the client token was valid; the test proves little", valid)
+			}
+			for _, s := range samples {
+				if s.at.Before(expiredAfter.Add(edge)) {
+					continue
+				}
+				switch {
+				case !tc.down && s.status != http.StatusOK:
+					t.Errorf("request after the first client token expired: %d %s; the late fetch should have renewed it", s.status, s.code)
+				case tc.down && (s.status != http.StatusServiceUnavailable || s.code != "provider_unavailable"):
+					t.Errorf("request with an expired client token, provider down: %d %s, want 503 provider_unavailable", s.status, s.code)
+				case tc.down && s.took > failFastWithin:
+					t.Errorf("503 after %v, want within %v", s.took, failFastWithin)
+				}
+			}
+			failed := 0
+			for i := range logs {
+				failed += strings.Count(logs[i].String(), `"msg":"client token fetch failed; retried after a back-off"`)
+			}
+			if !tc.down {
+				// One grant per expiry across both instances: each next
+				// one no sooner than the token it replaced was due.
+				if grants < 1 || grants > 2 || failed != 0 {
+					t.Errorf("%d client_credentials grants (%d failed) across two instances for one or two expiries", grants, failed)
+				}
+				var prev *faultidp.Use
+				for _, u := range f.Uses() {
+					if u.Grant != "client_credentials" {
+						continue
+					}
+					if prev != nil && u.Arrived.Before(prev.Arrived.Add(prev.Took+time.Second)) {
+						t.Errorf("a client_credentials grant %v after the previous one's answer, want one per expiry (its next margin is over 1 s away)", u.Arrived.Sub(prev.Arrived.Add(prev.Took)))
+					}
+					prev = &u
+				}
+			} else {
+				// Due after about 2 s; attempts at about +2 s, +3 s, +5 s
+				// with a fast failure (1 s, 2 s back-off); fewer when each
+				// hangs 2.5 s. One may still be in flight at the end.
+				if grants > failed+1 {
+					t.Errorf("the provider saw %d client_credentials grants, the gateways logged %d failures", grants, failed)
+				}
+				if n := max(grants, failed); n < 1 || n > 4 {
+					t.Errorf("%d client token fetches during the outage for %d requests across two instances, want 1 to 4 (one per back-off step)", n, len(samples))
+				}
+			}
+
+			// Back to normal: served again once the back-off step ends.
+			var last sample
+			for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+				if last = oncePath(t, b, second, svc); last.status == http.StatusOK {
+					break
+				}
+			}
+			if last.status != http.StatusOK {
+				t.Fatalf("after the provider recovered: %d %s", last.status, last.code)
+			}
+			if upstreamBearer(t, e.orders) == first {
+				t.Error("after the outage the upstream still got the expired client token")
+			}
+		})
 	}
 }
