@@ -10,7 +10,6 @@
 package panva
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -23,40 +22,25 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/bffgate/bffgate/internal/panva/launch"
 )
 
 // Options configure one provider process.
-type Options struct {
-	// FAPI2 turns on the provider's FAPI 2.0 Security Profile.
-	FAPI2 bool
-	// RequireDPoPNonce makes every DPoP request first get use_dpop_nonce.
-	RequireDPoPNonce bool
-	// RequirePAR sets require_pushed_authorization_requests everywhere.
-	RequirePAR bool
-	// AccessTokenTTL in seconds; 0 means 300.
-	AccessTokenTTL int
-	// Clients are oidc-provider client metadata (client_id, client_secret,
-	// redirect_uris, token_endpoint_auth_method, jwks_uri, ...).
-	Clients []map[string]any
-}
+type Options = launch.Options
 
 // Provider is a running oidc-provider.
 type Provider struct {
 	Issuer string
-	cmd    *exec.Cmd
 }
 
 // Dir is the launcher folder.
-func Dir() string {
-	_, file, _, _ := runtime.Caller(0)
-	return filepath.Join(filepath.Dir(file), "launcher")
-}
+func Dir() string { return launch.SourceDir() }
 
 var installMu sync.Mutex
 
@@ -76,7 +60,7 @@ func install(t testing.TB) {
 		t.Fatalf("panva: lock: %v", err)
 	}
 	defer func() { _ = syscall.Flock(int(lock.Fd()), syscall.LOCK_UN) }()
-	if current(dir) {
+	if launch.Installed(dir) {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
@@ -88,106 +72,42 @@ func install(t testing.TB) {
 	}
 }
 
-// current reports whether npm ci already installed this package-lock.
-func current(dir string) bool {
-	lock, err := os.ReadFile(filepath.Join(dir, "package-lock.json"))
-	if err != nil {
-		return false
-	}
-	installed, err := os.ReadFile(filepath.Join(dir, "node_modules", ".package-lock.json"))
-	if err != nil {
-		return false
-	}
-	// npm writes node_modules/.package-lock.json with the same packages.
-	var a, b struct {
-		Packages map[string]struct {
-			Version string `json:"version"`
-		} `json:"packages"`
-	}
-	if json.Unmarshal(lock, &a) != nil || json.Unmarshal(installed, &b) != nil {
-		return false
-	}
-	for name, p := range a.Packages {
-		if name == "" {
-			continue
-		}
-		if b.Packages[name].Version != p.Version {
-			return false
-		}
-	}
-	return true
-}
-
 // Start installs (once) and starts a provider, stopped when t ends. It
 // skips t when node or npm is missing.
 func Start(t testing.TB, o Options) *Provider {
+	t.Helper()
+	SkipWithoutNode(t)
+	install(t)
+	stderr := &tail{}
+	proc, err := launch.Start(context.Background(), Dir(), filepath.Join(t.TempDir(), "panva.json"), o, stderr)
+	if err != nil {
+		t.Fatalf("panva: %v\n%s", err, stderr.String())
+	}
+	t.Cleanup(func() {
+		proc.Stop()
+		if t.Failed() {
+			t.Logf("panva stderr:\n%s", stderr.String())
+		}
+	})
+	return &Provider{Issuer: proc.Issuer}
+}
+
+// SkipWithoutNode skips t when node or npm is not on PATH.
+func SkipWithoutNode(t testing.TB) {
 	t.Helper()
 	for _, bin := range []string{"node", "npm"} {
 		if _, err := exec.LookPath(bin); err != nil {
 			t.Skipf("panva: %s not on PATH: install nodejs and npm (scripts/test does) to run the oidc-provider tests", bin)
 		}
 	}
+}
+
+// Install runs `npm ci` in the launcher folder unless it is current, for
+// tests that start the provider some other way (the demo's).
+func Install(t testing.TB) {
+	t.Helper()
+	SkipWithoutNode(t)
 	install(t)
-	cfg := map[string]any{
-		"fapi2": o.FAPI2, "requireDPoPNonce": o.RequireDPoPNonce, "requirePAR": o.RequirePAR,
-		"accessTokenTTL": o.AccessTokenTTL, "clients": o.Clients,
-	}
-	raw, err := json.Marshal(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfgFile := filepath.Join(t.TempDir(), "panva.json")
-	if err := os.WriteFile(cfgFile, raw, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command("node", "launcher.js", cfgFile)
-	cmd.Dir = Dir()
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stderr := &tail{}
-	cmd.Stderr = stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("panva: start node: %v", err)
-	}
-	p := &Provider{cmd: cmd}
-	exited := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(exited) }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(5 * time.Second):
-			_ = cmd.Process.Kill()
-			<-exited
-		}
-		if t.Failed() {
-			t.Logf("panva stderr:\n%s", stderr.String())
-		}
-	})
-	issuer := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		sent := false
-		for sc.Scan() {
-			var line struct {
-				Issuer string `json:"issuer"`
-			}
-			if !sent && json.Unmarshal(sc.Bytes(), &line) == nil && line.Issuer != "" {
-				issuer <- line.Issuer
-				sent = true
-			}
-		}
-	}()
-	select {
-	case p.Issuer = <-issuer:
-	case <-exited:
-		t.Fatalf("panva: node exited before it listened:\n%s", stderr.String())
-	case <-time.After(30 * time.Second):
-		t.Fatalf("panva: no issuer line within 30 s:\n%s", stderr.String())
-	}
-	return p
 }
 
 // TokenInfo is what the provider says a token is bound to.

@@ -8,10 +8,15 @@
 //   "requireDPoPNonce": false,  // every DPoP request must carry a server nonce
 //   "requirePAR": false,        // require_pushed_authorization_requests for every client
 //   "accessTokenTTL": 300,      // seconds
-//   "clients": [ { ...oidc-provider client metadata... } ]
+//   "clients": [ { ...oidc-provider client metadata... } ],
+//   "port": 0,                  // listen port on 127.0.0.1; 0: any free one
+//   "issuerHost": "127.0.0.1",  // host name in the issuer URL (e.g. localhost)
+//   "roles": {"admin": ["admin", "user"], "*": ["user"]}
+//                               // optional: a "roles" claim in access tokens
+//                               // (introspection shows it), by login name
 // }
 //
-// It listens on a free port, then prints one line to stdout:
+// It listens, then prints one line to stdout:
 //   {"issuer":"http://127.0.0.1:PORT"}
 //
 // Logins go through devInteractions (any login name, any password):
@@ -72,6 +77,14 @@ const configuration = {
   async issueRefreshToken(_ctx, client) {
     return client.grantTypeAllowed('refresh_token');
   },
+  ...(cfg.roles ? {
+    // Services authorize by role (bffgate's demo): the roles of the login
+    // name, else those of "*".
+    async extraTokenClaims(_ctx, token) {
+      if (!token.accountId) return undefined;
+      return { roles: cfg.roles[token.accountId] || cfg.roles['*'] || [] };
+    },
+  } : {}),
   // Grant what the request asked for, so no consent page comes up.
   async loadExistingGrant(ctx) {
     const grant = new ctx.oidc.provider.Grant({
@@ -118,9 +131,13 @@ const configuration = {
 };
 
 const server = http.createServer();
-server.listen(0, '127.0.0.1', () => {
+server.on('error', (err) => {
+  console.error(`listen: ${err.message}`);
+  process.exit(1);
+});
+server.listen(cfg.port || 0, '127.0.0.1', () => {
   const { port } = server.address();
-  const issuer = `http://127.0.0.1:${port}`;
+  const issuer = `http://${cfg.issuerHost || '127.0.0.1'}:${port}`;
   const provider = new Provider(issuer, configuration);
   provider.on('server_error', (_ctx, err) => console.error('server_error', err));
   provider.on('backchannel.error', (_client, err) => console.error('backchannel.error', err.message));
