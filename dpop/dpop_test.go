@@ -431,6 +431,49 @@ func TestMiddleware(t *testing.T) {
 	}
 }
 
+// TestMiddlewareBehindStripPrefix: a service mounted under a prefix sees a
+// shorter r.URL.Path, but the client signed the URL it called; htu is
+// compared with the request line, so a proof for /orders/latest passes a
+// middleware behind http.StripPrefix("/orders") and one for another path
+// does not.
+func TestMiddlewareBehindStripPrefix(t *testing.T) {
+	k := mustKey(t)
+	v := &Verifier{}
+	verify := func(context.Context, string) (string, any, error) { return k.Thumbprint(), nil, nil }
+	var seenPath string
+	h := v.Middleware(verify, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { seenPath = r.URL.Path }))
+	srv := httptest.NewServer(http.StripPrefix("/orders", h))
+	defer srv.Close()
+	for _, tc := range []struct {
+		name, signed string
+		want         int
+	}{
+		{"the URL called", srv.URL + "/orders/latest", http.StatusOK},
+		{"the stripped URL", srv.URL + "/latest", http.StatusUnauthorized},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p, err := k.Proof("GET", tc.signed, ProofOptions{AccessToken: "tok"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			req, _ := http.NewRequest("GET", srv.URL+"/orders/latest?x=1", nil)
+			req.Header.Set("Authorization", "DPoP tok")
+			req.Header.Set("DPoP", p)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != tc.want {
+				t.Fatalf("%d %q, want %d", resp.StatusCode, resp.Header.Get("WWW-Authenticate"), tc.want)
+			}
+			if tc.want == http.StatusOK && seenPath != "/latest" {
+				t.Fatalf("handler saw %q, want the stripped path", seenPath)
+			}
+		})
+	}
+}
+
 func TestReplayCacheBounded(t *testing.T) {
 	c := newReplayCache(3)
 	now := time.Unix(1000, 0)

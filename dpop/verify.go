@@ -157,8 +157,10 @@ type Verifier struct {
 	// proof without one is refused with use_dpop_nonce and a DPoP-Nonce.
 	Nonces *Nonces
 	// RequestURL gives the URL the client called, to compare with htu;
-	// nil means scheme (https when r.TLS is set) + r.Host + r.URL.Path.
-	// Set it when a TLS-terminating proxy sits in front.
+	// nil means scheme (https when r.TLS is set) + r.Host + the path of
+	// the request line (r.RequestURI, so a router's http.StripPrefix
+	// before the middleware does not matter; r.URL.Path for a request
+	// made in-process). Set it when a TLS-terminating proxy sits in front.
 	RequestURL func(r *http.Request) string
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
@@ -205,6 +207,11 @@ func (v *Verifier) requestURL(r *http.Request) string {
 	scheme := "http"
 	if r.TLS != nil {
 		scheme = "https"
+	}
+	// The request line is what the client signed; r.URL.Path may have been
+	// rewritten since. HTU drops the query.
+	if strings.HasPrefix(r.RequestURI, "/") {
+		return scheme + "://" + r.Host + r.RequestURI
 	}
 	return scheme + "://" + r.Host + r.URL.EscapedPath()
 }
