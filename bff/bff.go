@@ -237,7 +237,15 @@ func (b *BFF) buildRoutes() error {
 	}
 	for _, a := range b.fe.Aggregates {
 		h := aggregate.New(a, b.log.With(slog.String("aggregate", a.Path)))
-		h.WrapTransport(func(rt http.RoundTripper) http.RoundTripper { return b.observeUpstream(a.Path, rt) })
+		h.WrapTransport(func(rt http.RoundTripper) http.RoundTripper {
+			rt = b.observeUpstream(a.Path, rt)
+			if b.fe.OIDC.UsesDPoP() {
+				// Part requests carry the request's context, and so the
+				// session's key: the same proofs as a route's.
+				rt = &dpopTransport{next: rt, now: b.now, nonces: &b.upstreamNonces}
+			}
+			return rt
+		})
 		get := b.routeHandler(config.Route{Token: config.TokenUser}, h)
 		// Any method, so that a POST is told 405 rather than 404.
 		e.Any(b.base+a.Path, func(c echo.Context) error {
