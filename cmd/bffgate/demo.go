@@ -18,8 +18,10 @@ import (
 )
 
 const demoUsage = `usage:
-  bffgate demo [-listen ADDR] [-redis URL] [-idp-listen ADDR]
-        everything in one process: provider, services, page and gateway
+  bffgate demo [-listen ADDR] [-redis URL] [-idp-listen ADDR] [-fapi2 [-panva-dir DIR]]
+        everything in one process: provider, services, page and gateway;
+        -fapi2 (or -dpop) runs panva's oidc-provider (node) instead, with
+        frontends in profile fapi2 and services that verify DPoP proofs
   bffgate demo idp [-listen ADDR] [-issuer URL] [-public-url URL ...]
         only the demo OpenID provider; -public-url (repeatable) is a gateway
         origin: the demo clients (web-bff, app-bff) accept the callback of a
@@ -93,7 +95,20 @@ func cmdDemoAll(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	listen := fs.String("listen", "127.0.0.1:8080", "gateway listen address")
 	redisURL := fs.String("redis", "", "use this Redis (redis://host:port/db) for sessions instead of memory")
 	idpListen := fs.String("idp-listen", "127.0.0.1:9998", "listen address of the embedded OpenID provider")
+	var fapi2 bool
+	fs.BoolVar(&fapi2, "fapi2", false, "FAPI 2.0 and DPoP: panva's oidc-provider (needs node), frontends in profile fapi2, services that verify DPoP proofs")
+	fs.BoolVar(&fapi2, "dpop", false, "same as -fapi2")
+	panvaDir := fs.String("panva-dir", "", "with -fapi2: the oidc-provider launcher folder (default internal/panva/launcher of the bffgate checkout around the current directory)")
 	if !parseDemoFlags(fs, args, stderr) {
+		return exitUsage
+	}
+	if fapi2 {
+		f := demoFAPI2Flags{listen: *listen, redisURL: *redisURL, idpListen: *idpListen, panvaDir: *panvaDir}
+		fs.Visit(func(fl *flag.Flag) { f.idpExplicit = f.idpExplicit || fl.Name == "idp-listen" })
+		return cmdDemoFAPI2(ctx, f, stdout, stderr)
+	}
+	if *panvaDir != "" {
+		fmt.Fprintln(stderr, "bffgate demo: -panva-dir needs -fapi2")
 		return exitUsage
 	}
 	logger := newLogger(stderr)

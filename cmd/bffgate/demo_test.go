@@ -25,11 +25,20 @@ type demoPartRun struct {
 // context and expects exit code 0.
 func startDemoPart(t *testing.T, args ...string) *demoPartRun {
 	t.Helper()
+	return startDemoFunc(t, args, func(ctx context.Context, stdout, stderr io.Writer) int {
+		return run(ctx, args, stdout, stderr)
+	})
+}
+
+// startDemoFunc is startDemoPart for a command function called directly;
+// args only name it in messages.
+func startDemoFunc(t *testing.T, args []string, cmd func(ctx context.Context, stdout, stderr io.Writer) int) *demoPartRun {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	d := &demoPartRun{args: args, exited: make(chan struct{})}
 	go func() {
 		defer close(d.exited)
-		d.code = run(ctx, args, &d.stdout, &d.stderr)
+		d.code = cmd(ctx, &d.stdout, &d.stderr)
 	}()
 	t.Cleanup(func() {
 		cancel()
@@ -49,7 +58,8 @@ func startDemoPart(t *testing.T, args ...string) *demoPartRun {
 func (d *demoPartRun) field(t *testing.T, label string) string {
 	t.Helper()
 	re := regexp.MustCompile(`(?m)^\s*` + regexp.QuoteMeta(label) + `\s+(\S+)`)
-	deadline := time.After(10 * time.Second)
+	// A ceiling, not a performance bound: -fapi2 starts node first.
+	deadline := time.After(30 * time.Second)
 	for {
 		if m := re.FindStringSubmatch(d.stdout.String()); m != nil {
 			return m[1]
