@@ -44,8 +44,12 @@ func (m *Manager) indexKey(frontend, dim, value string) string {
 }
 
 // addToIndexes puts id in the session's sid and sub index sets, for at least
-// ttl. A no-op when the store keeps no indexes.
+// ttl, and in its frontend's expiry schedule, due in ttl: every write that
+// sets the record's TTL calls it. A no-op for what the store does not keep.
 func (m *Manager) addToIndexes(ctx context.Context, id string, s *Session, ttl time.Duration) error {
+	if err := m.schedule(ctx, id, s, m.now().Add(ttl), ttl); err != nil {
+		return err
+	}
 	if m.index == nil {
 		return nil
 	}
@@ -62,8 +66,21 @@ func (m *Manager) addToIndexes(ctx context.Context, id string, s *Session, ttl t
 	return nil
 }
 
-// unindex takes id out of the index sets named by frontend, sid and sub.
+// unindex takes id out of the index sets named by frontend, sid and sub,
+// and out of the expiry schedule: the session was ended on purpose, so its
+// TTL will not be reported as an expiry.
 func (m *Manager) unindex(ctx context.Context, id, frontend, sid, sub string) error {
+	var errs []error
+	if m.exp != nil {
+		_, err := m.exp.Unschedule(ctx, m.expiryKey(frontend), expiryMember(id, sub, sid))
+		errs = append(errs, err)
+	}
+	errs = append(errs, m.unindexOnly(ctx, id, frontend, sid, sub))
+	return errors.Join(errs...)
+}
+
+// unindexOnly takes id out of the index sets named by frontend, sid and sub.
+func (m *Manager) unindexOnly(ctx context.Context, id, frontend, sid, sub string) error {
 	if m.index == nil {
 		return nil
 	}

@@ -67,16 +67,20 @@ type Options struct {
 //	P + kind + ":" + hex(sha256(once id))   PutOnce values, encrypted under the id
 //	P + "idx:{" + frontend + "}:sid:" + hex(sha256(provider sid))   set of session ids
 //	P + "idx:{" + frontend + "}:sub:" + hex(sha256(subject))        set of session ids
+//	P + "exp:{" + frontend + "}"   sorted set: ["id","sub","sid"] by expiry time (ms)
 //
 // The two index sets exist only when the store is an Indexer; they hold ids,
 // never tokens, and hash the provider's values so that key names stay short
-// and carry no user data.
+// and carry no user data. The expiry schedule exists only when the store is
+// an Expirer; like the record's clear Meta it names the subject and the
+// provider's sid, which its expiry event reports once the record is gone.
 //
 // The reference (cookie or handle) is securecookie(name "ref:"+binding,
 // id || data key), base64url without padding: about 176 bytes.
 type Manager struct {
 	store  Store
 	index  Indexer // nil: the store keeps no indexes
+	exp    Expirer // nil: the store keeps no expiry schedule
 	scan   Scanner // nil: the store cannot list keys
 	prefix string
 	codecs []securecookie.Codec
@@ -117,9 +121,11 @@ func NewManager(store Store, opts Options) (*Manager, error) {
 	}
 	index, _ := store.(Indexer)
 	scan, _ := store.(Scanner)
+	exp, _ := store.(Expirer)
 	return &Manager{
 		store:  store,
 		index:  index,
+		exp:    exp,
 		scan:   scan,
 		prefix: opts.KeyPrefix,
 		codecs: codecs,

@@ -56,6 +56,9 @@ type Gateway struct {
 	logger  *slog.Logger
 	metrics *observe.Metrics
 	front   http.Handler // Router behind the request id, access log and request metrics
+
+	stopSweep context.CancelFunc // nil: no expiry sweep runs
+	swept     chan struct{}      // closed when the sweep has stopped
 }
 
 // Options are the process-level collaborators.
@@ -71,6 +74,10 @@ type Options struct {
 	// records in memory). Nil: no spans, and the client's traceparent
 	// reaches upstreams untouched.
 	TracerProvider trace.TracerProvider
+	// ExpirySweep is how often this instance looks for sessions the store
+	// expired by their TTL, to log them (session_expired); zero means
+	// DefaultExpirySweep. Only the Redis store keeps the schedule it reads.
+	ExpirySweep time.Duration
 }
 
 // New builds a gateway from cfg, which must have passed Validate.
@@ -154,6 +161,18 @@ func New(cfg *config.Config, o Options) (*Gateway, error) {
 	}
 	g.metrics.InitFrontends(cfg.Frontends)
 	g.front = observe.Handler(g.Router, o.Logger, g.metrics, tracing)
+	if g.Sessions.ReportsExpiry() {
+		interval := o.ExpirySweep
+		if interval <= 0 {
+			interval = DefaultExpirySweep
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		g.stopSweep, g.swept = cancel, make(chan struct{})
+		go func() {
+			defer close(g.swept)
+			g.sweepExpired(ctx, interval)
+		}()
+	}
 	return g, nil
 }
 
@@ -176,8 +195,12 @@ func (g *Gateway) Reload(fes []config.Frontend) error {
 // never reached Reload (bffgate_config_reloads_total{result="failure"}).
 func (g *Gateway) ReloadFailed() { g.metrics.ConfigReload("failure") }
 
-// Close releases the store connection.
+// Close stops the expiry sweep and releases the store connection.
 func (g *Gateway) Close() error {
+	if g.stopSweep != nil {
+		g.stopSweep()
+		<-g.swept
+	}
 	if g.cache != nil {
 		_ = g.cache.Close()
 	}

@@ -355,6 +355,10 @@ func TestRedisHoldsNoTokenText(t *testing.T) {
 			var members []string
 			members, err = e.rdb.SMembers(context.Background(), k).Result()
 			v = strings.Join(members, "\n")
+		case "zset": // the expiry schedule
+			var members []string
+			members, err = e.rdb.ZRange(context.Background(), k, 0, -1).Result()
+			v = strings.Join(members, "\n")
 		default:
 			v, err = e.rdb.Get(context.Background(), k).Result()
 		}

@@ -97,6 +97,14 @@ func TestInstrumentedStoreInterfacesAndResults(t *testing.T) {
 	if _, ok := plain.(sessions.Scanner); ok {
 		t.Error("a store without Scanner became one")
 	}
+	if _, ok := plain.(sessions.Expirer); ok {
+		t.Error("a store without Expirer became one")
+	}
+	// The Redis store's set of capabilities: losing Expirer would silently
+	// stop the session_expired events of TTL expiries.
+	if _, ok := observe.InstrumentStore(expiringStore{Store: memstore.New()}, m).(sessions.Expirer); !ok {
+		t.Error("an Indexer, Scanner and Expirer store lost Expirer")
+	}
 
 	ctx := context.Background()
 	s := observe.InstrumentStore(memstore.New(), m)
@@ -117,6 +125,12 @@ func TestInstrumentedStoreInterfacesAndResults(t *testing.T) {
 			t.Errorf("store %s/%s = %v, want 1", c.op, c.result, v)
 		}
 	}
+}
+
+// expiringStore has every capability the Redis store has.
+type expiringStore struct {
+	*memstore.Store
+	sessions.Expirer
 }
 
 // ctxStore answers with the context's error, as go-redis does.

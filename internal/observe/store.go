@@ -16,14 +16,24 @@ type LockingStore interface {
 
 // InstrumentStore wraps s so that every call is counted and timed in m. The
 // result implements sessions.Store and sessions.Locker, and also
-// sessions.Indexer and sessions.Scanner exactly when s does: the Manager
+// sessions.Indexer, sessions.Scanner and sessions.Expirer when s does: the Manager
 // discovers those by type assertion, so hiding one would silently switch a
 // feature off.
 func InstrumentStore(s LockingStore, m *Metrics) LockingStore {
 	base := &instrumentedStore{s: s, m: m}
 	idx, isIdx := s.(sessions.Indexer)
 	scan, isScan := s.(sessions.Scanner)
+	// Only the Redis store keeps an expiry schedule, and it is also an
+	// Indexer and a Scanner.
+	exp, isExp := s.(sessions.Expirer)
 	switch {
+	case isIdx && isScan && isExp:
+		return &struct {
+			*instrumentedStore
+			instrumentedIndexer
+			instrumentedScanner
+			instrumentedExpirer
+		}{base, instrumentedIndexer{idx, m}, instrumentedScanner{scan, m}, instrumentedExpirer{exp, m}}
 	case isIdx && isScan:
 		return &struct {
 			*instrumentedStore
@@ -176,4 +186,30 @@ func (x instrumentedScanner) Scan(ctx context.Context, prefix string, fn func(ke
 	}
 	x.m.storeOp("scan", start, counted)
 	return err
+}
+
+type instrumentedExpirer struct {
+	e sessions.Expirer
+	m *Metrics
+}
+
+func (x instrumentedExpirer) Schedule(ctx context.Context, key, member string, at time.Time, keep time.Duration) error {
+	start := time.Now()
+	err := x.e.Schedule(ctx, key, member, at, keep)
+	x.m.storeOp("schedule", start, err)
+	return err
+}
+
+func (x instrumentedExpirer) Due(ctx context.Context, key string, until time.Time, limit int) ([]string, error) {
+	start := time.Now()
+	v, err := x.e.Due(ctx, key, until, limit)
+	x.m.storeOp("due", start, err)
+	return v, err
+}
+
+func (x instrumentedExpirer) Unschedule(ctx context.Context, key, member string) (bool, error) {
+	start := time.Now()
+	ok, err := x.e.Unschedule(ctx, key, member)
+	x.m.storeOp("unschedule", start, err)
+	return ok, err
 }

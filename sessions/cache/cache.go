@@ -64,6 +64,7 @@ type Backend interface {
 	sessions.Locker
 	sessions.Indexer
 	sessions.Scanner
+	sessions.Expirer
 }
 
 var _ Backend = (*Cache)(nil)
@@ -415,6 +416,21 @@ func (c *Cache) Members(ctx context.Context, key string) ([]string, error) {
 // RemoveFromSet passes through.
 func (c *Cache) RemoveFromSet(ctx context.Context, key string, members ...string) error {
 	return c.inner.RemoveFromSet(ctx, key, members...)
+}
+
+// Schedule passes through: the schedule is never read with Get.
+func (c *Cache) Schedule(ctx context.Context, key, member string, at time.Time, keep time.Duration) error {
+	return c.inner.Schedule(ctx, key, member, at, keep)
+}
+
+// Due passes through.
+func (c *Cache) Due(ctx context.Context, key string, until time.Time, limit int) ([]string, error) {
+	return c.inner.Due(ctx, key, until, limit)
+}
+
+// Unschedule passes through.
+func (c *Cache) Unschedule(ctx context.Context, key, member string) (bool, error) {
+	return c.inner.Unschedule(ctx, key, member)
 }
 
 // Scan passes through.

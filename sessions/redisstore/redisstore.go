@@ -13,6 +13,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -27,6 +28,7 @@ var (
 	_ sessions.Locker  = (*Store)(nil)
 	_ sessions.Indexer = (*Store)(nil)
 	_ sessions.Scanner = (*Store)(nil)
+	_ sessions.Expirer = (*Store)(nil)
 )
 
 // renewScript extends a lock's lease only while it still holds the caller's
@@ -262,6 +264,47 @@ func (s *Store) RemoveFromSet(ctx context.Context, key string, members ...string
 		return fmt.Errorf("redis srem: %w", err)
 	}
 	return nil
+}
+
+// Schedule puts member in the sorted set at key with score at (Unix ms):
+// ZADD, PEXPIRE NX and PEXPIRE GT in one MULTI/EXEC, as AddToSet does, so
+// the schedule never lives without an expiry nor shorter than keep.
+func (s *Store) Schedule(ctx context.Context, key, member string, at time.Time, keep time.Duration) error {
+	if err := checkTTL("zadd", keep); err != nil {
+		return err
+	}
+	ms := max(keep.Milliseconds(), 1)
+	_, err := s.c.TxPipelined(ctx, func(pipe redis.Pipeliner) error {
+		pipe.ZAdd(ctx, key, redis.Z{Score: float64(at.UnixMilli()), Member: member})
+		pipe.Do(ctx, "pexpire", key, ms, "nx")
+		pipe.Do(ctx, "pexpire", key, ms, "gt")
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("redis zadd: %w", err)
+	}
+	return nil
+}
+
+// Due returns the members scored at or before until (ZRANGE BYSCORE LIMIT).
+func (s *Store) Due(ctx context.Context, key string, until time.Time, limit int) ([]string, error) {
+	members, err := s.c.ZRangeByScore(ctx, key, &redis.ZRangeBy{
+		Min: "-inf", Max: strconv.FormatInt(until.UnixMilli(), 10), Count: int64(limit),
+	}).Result()
+	if err != nil {
+		return nil, fmt.Errorf("redis zrangebyscore: %w", err)
+	}
+	return members, nil
+}
+
+// Unschedule removes member (ZREM); its reply count says whether this call
+// removed it, which is what makes one instance of many the one to report.
+func (s *Store) Unschedule(ctx context.Context, key, member string) (bool, error) {
+	n, err := s.c.ZRem(ctx, key, member).Result()
+	if err != nil {
+		return false, fmt.Errorf("redis zrem: %w", err)
+	}
+	return n == 1, nil
 }
 
 // scanCount is the COUNT hint of each SCAN call.

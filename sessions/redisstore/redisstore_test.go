@@ -1,7 +1,12 @@
 package redisstore
 
 import (
+	"context"
 	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -148,4 +153,72 @@ func TestConformanceCluster(t *testing.T) {
 		t.Cleanup(func() { _ = c.Close() })
 		return New(c)
 	})
+}
+
+// The expiry schedule: Due lists what is due, earliest first and at most
+// limit; Unschedule tells exactly one of several concurrent callers that
+// it removed a member (what makes one instance report each expiry); and
+// the schedule's own TTL only grows.
+func TestExpirer(t *testing.T) {
+	c := newClient(t, redisAddr(t))
+	s := New(c)
+	ctx := t.Context()
+	key := "bffgate-test:" + t.Name() + ":" + time.Now().Format("150405.000000000")
+	t.Cleanup(func() { c.Del(context.Background(), key) })
+	now := time.Now()
+	for i, d := range []time.Duration{-3 * time.Second, -time.Second, -2 * time.Second, time.Minute} {
+		if err := s.Schedule(ctx, key, fmt.Sprintf("m%d", i), now.Add(d), time.Hour); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// m1 moves later: a Schedule of an existing member moves it.
+	if err := s.Schedule(ctx, key, "m1", now.Add(-500*time.Millisecond), time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name  string
+		until time.Time
+		limit int
+		want  []string
+	}{
+		{"all due", now, 10, []string{"m0", "m2", "m1"}},
+		{"limit", now, 2, []string{"m0", "m2"}},
+		{"earlier", now.Add(-1500 * time.Millisecond), 10, []string{"m0", "m2"}},
+		{"none", now.Add(-time.Hour), 10, nil},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := s.Due(ctx, key, tc.until, tc.limit)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(got, tc.want) {
+				t.Errorf("Due = %v, want %v", got, tc.want)
+			}
+		})
+	}
+	if ttl := c.PTTL(ctx, key).Val(); ttl < 59*time.Minute {
+		t.Errorf("schedule TTL %v: a shorter keep shrank it", ttl)
+	}
+
+	var wins atomic.Int32
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			removed, err := s.Unschedule(ctx, key, "m0")
+			if err != nil {
+				t.Error(err)
+			}
+			if removed {
+				wins.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	if n := wins.Load(); n != 1 {
+		t.Errorf("%d callers removed the same member, want 1", n)
+	}
+	if got, err := s.Due(context.Background(), "bffgate-test:absent-schedule", now, 10); err != nil || len(got) != 0 {
+		t.Errorf("Due on an absent schedule = %v, %v; want none", got, err)
+	}
 }
