@@ -2,14 +2,19 @@ package gateway_test
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strconv"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/bffgate/bffgate/config"
+	"github.com/bffgate/bffgate/internal/demo"
 )
 
 // Step-up (issue 12 item 3, SPEC §5): a route that needs an acr the session
@@ -185,4 +190,102 @@ func TestStepUpMaxAgeSucceeds(t *testing.T) {
 	if at := e.authTime(newRef); at <= oldAuthTime {
 		t.Errorf("auth_time %d after the step-up, %d before: the provider did not authenticate again", at, oldAuthTime)
 	}
+}
+
+// acrRewriter stands in for a provider that authenticates at a chosen
+// level: the zitadel example OP never issues an acr (its AuthRequest.GetACR
+// returns ""), so the ID token of each code exchange gets the acr set here,
+// re-signed with the provider's own key. Everything else is the real OP's.
+type acrRewriter struct {
+	idp atomic.Pointer[demo.IDP]
+	acr atomic.Pointer[string]
+}
+
+func (a *acrRewriter) wrap(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		acr := a.acr.Load()
+		if r.Method != http.MethodPost || r.URL.Path != "/oauth/token" || acr == nil {
+			next.ServeHTTP(w, r)
+			return
+		}
+		rec := httptest.NewRecorder()
+		next.ServeHTTP(rec, r)
+		var body map[string]any
+		if err := json.Unmarshal(rec.Body.Bytes(), &body); err != nil || body["id_token"] == nil {
+			copyResponse(w, rec)
+			return
+		}
+		_, payload, _ := strings.Cut(body["id_token"].(string), ".")
+		payload, _, _ = strings.Cut(payload, ".")
+		raw, err := base64.RawURLEncoding.DecodeString(payload)
+		var claims map[string]any
+		if err == nil {
+			err = json.Unmarshal(raw, &claims)
+		}
+		if err != nil {
+			http.Error(w, "acrRewriter: "+err.Error(), http.StatusInternalServerError)
+			return
+		}
+		claims["acr"] = *acr
+		if body["id_token"], err = a.idp.Load().SignJWT(claims, ""); err != nil {
+			http.Error(w, "acrRewriter: "+err.Error(), http.StatusInternalServerError)
+			return
+		}
+		rec.Body.Reset()
+		_ = json.NewEncoder(rec.Body).Encode(body)
+		rec.Header().Del("Content-Length")
+		copyResponse(w, rec)
+	})
+}
+
+func copyResponse(w http.ResponseWriter, rec *httptest.ResponseRecorder) {
+	for k, v := range rec.Header() {
+		w.Header()[k] = v
+	}
+	w.WriteHeader(rec.Code)
+	_, _ = w.Write(rec.Body.Bytes())
+}
+
+// Step-up for require.acr: a login at a lower level than the route asks
+// for is refused at the callback and keeps the session; one at the asked
+// level replaces it and opens the route. The acr comes from acrRewriter
+// (see there: no real provider here issues one on demand).
+func TestStepUpACR(t *testing.T) {
+	const mfa = "urn:example:mfa"
+	rw := &acrRewriter{}
+	pwd := "urn:example:pwd"
+	rw.acr.Store(&pwd)
+	e := newEnv(t, withIDPWrap(rw.wrap), stepUpRoute(10*time.Minute, mfa))
+	rw.idp.Store(e.idp)
+	b := e.browser()
+	b.login("/web", e.admin())
+	oldRef := b.cookie("bff-web").Value
+
+	resp := b.api(http.MethodGet, "/web/api/recent/x")
+	body := decodeJSON(t, resp)
+	if resp.StatusCode != http.StatusUnauthorized || body["error"] != "step_up_required" || body["acr_values"] != mfa || body["max_age"] != float64(600) {
+		t.Fatalf("a password-level session: %d %v, want 401 step_up_required for %s", resp.StatusCode, body, mfa)
+	}
+
+	t.Run("a lower acr than asked is refused", func(t *testing.T) {
+		cb, authz := b.stepUpLogin(t, body, "/web/orders")
+		if got := authz.Query().Get("acr_values"); got != mfa {
+			t.Errorf("authorize acr_values = %q, want %s", got, mfa)
+		}
+		wantLoginError(t, b.get(cb, nil), "/web/orders", "step_up_failed")
+		if b.cookie("bff-web").Value != oldRef {
+			t.Fatal("a refused step-up replaced the session")
+		}
+		errorCode(t, b.api(http.MethodGet, "/web/api/recent/x"), http.StatusUnauthorized, "step_up_required")
+		if resp := b.api(http.MethodGet, "/web/api/orders/1"); resp.StatusCode != http.StatusOK {
+			t.Errorf("the kept session on another route: %d", resp.StatusCode)
+		}
+	})
+
+	t.Run("the asked acr replaces the session", func(t *testing.T) {
+		m := mfa
+		rw.acr.Store(&m)
+		cb, _ := b.stepUpLogin(t, body, "/web/orders")
+		stepUpReplacesSession(t, e, b, cb, oldRef, "/web/orders")
+	})
 }
