@@ -180,14 +180,14 @@ func (p *pendingLogin) readProviderParams(q url.Values) error {
 		p.Prompt = strings.Join(fields, " ")
 	}
 	if v := q.Get("acr_values"); v != "" {
-		if len(v) > 512 || strings.ContainsFunc(v, func(r rune) bool { return r < 0x21 && r != ' ' || r > 0x7e }) {
-			return badRequest("acr_values must be space-separated printable ASCII values, at most 512 characters")
+		if len(v) > config.MaxACRValues || strings.ContainsFunc(v, func(r rune) bool { return r < 0x21 && r != ' ' || r > 0x7e }) {
+			return badRequest(fmt.Sprintf("acr_values must be space-separated printable ASCII values, at most %d characters", config.MaxACRValues))
 		}
 		p.ACRValues = strings.Join(strings.Fields(v), " ")
 	}
 	if v := q.Get("max_age"); v != "" {
 		n, err := strconv.ParseInt(v, 10, 64)
-		if err != nil || n < 0 || n > 1<<31 {
+		if err != nil || n < 0 || n > int64(config.MaxStepUpAge/time.Second) {
 			return badRequest("max_age must be a number of seconds")
 		}
 		p.MaxAge = &n

@@ -79,7 +79,7 @@ func (c *Config) Summary() string {
 				strip = " [strip]"
 			}
 			line("  route      %s %s -> %s%s token=%s%s timeout=%s", methods, mountPath(fv(p+"prefix", r.Prefix)), fv(p+"upstream", r.Upstream), strip,
-				fv(p+"token", r.Token), requireSummary(fv, p+"require.claims.", r.Require), shortDuration(r.Timeout))
+				fv(p+"token", r.Token), requireSummary(fv, p+"require.", r.Require), shortDuration(r.Timeout))
 		}
 		for j, a := range f.Aggregates {
 			p := fmt.Sprintf("aggregates[%d].", j)
@@ -151,15 +151,25 @@ func redirectTarget(origin, s string) string {
 	return s
 }
 
+// requireSummary shows a route's require: claims as require=name:a|b,...
+// and the step-up checks apart, as acr= and max_age=, so that a claim
+// named acr is not mistaken for require.acr.
 func requireSummary(fv func(path, value string) string, prefix string, r Require) string {
-	if len(r.Claims) == 0 {
-		return ""
+	var s string
+	if len(r.Claims) > 0 {
+		parts := make([]string, 0, len(r.Claims))
+		for _, name := range sortedKeys(r.Claims) {
+			parts = append(parts, name+":"+strings.Join(listed(fv, prefix+"claims."+name, r.Claims[name]), "|"))
+		}
+		s = " require=" + strings.Join(parts, ",")
 	}
-	parts := make([]string, 0, len(r.Claims))
-	for _, name := range sortedKeys(r.Claims) {
-		parts = append(parts, name+":"+strings.Join(listed(fv, prefix+name, r.Claims[name]), "|"))
+	if len(r.ACR) > 0 {
+		s += " acr=" + strings.Join(listed(fv, prefix+"acr", r.ACR), "|")
 	}
-	return " require=" + strings.Join(parts, ",")
+	if r.MaxAge > 0 {
+		s += " max_age=" + shortDuration(r.MaxAge)
+	}
+	return s
 }
 
 func authParams(m map[string]string) string {

@@ -268,6 +268,14 @@ type Require struct {
 	MaxAge time.Duration `yaml:"max_age"`
 }
 
+// Limits of a login's acr_values and max_age (M/bff/login), which a route's
+// require.acr and require.max_age must stay within: the 401 step_up_required
+// body hands them to the browser for that login.
+const (
+	MaxACRValues = 512                     // characters of acr_values
+	MaxStepUpAge = (1 << 31) * time.Second // max_age
+)
+
 // Any reports whether the route checks anything about the session.
 func (r Require) Any() bool { return len(r.Claims) > 0 || len(r.ACR) > 0 || r.MaxAge != 0 }
 

@@ -6,6 +6,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"time"
 )
 
 var partRE = regexp.MustCompile(`^[a-zA-Z0-9_-]+$`)
@@ -56,15 +57,10 @@ func (v *validator) routes(w where, f *Frontend) {
 			continue
 		}
 		if (r.Token == TokenUserOrNone || r.Token == TokenUserOrClient) && r.Require.Any() {
-			w.errorf(p+".require", "cannot be combined with token: %s (a caller without a session is served too, so the claims would not hold)", r.Token)
+			w.errorf(p+".require", "cannot be combined with token: %s (a caller without a session is served too, so require would not hold for it)", r.Token)
 			continue
 		}
-		if r.Require.MaxAge < 0 {
-			w.errorf(p+".require.max_age", "must not be negative")
-		}
-		if slices.Contains(r.Require.ACR, "") {
-			w.errorf(p+".require.acr", "has an empty value")
-		}
+		stepUp(w, p+".require", r.Require)
 		for _, name := range sortedKeys(r.Require.Claims) {
 			switch {
 			case name == "":
@@ -75,6 +71,35 @@ func (v *validator) routes(w where, f *Frontend) {
 				w.errorf(p+".require.claims."+name, "needs at least one accepted value")
 			}
 		}
+	}
+}
+
+// stepUp checks require.acr and require.max_age. Both reach the provider
+// through the browser (the 401 body, then M/bff/login's acr_values and
+// max_age), so they must pass the login's own checks of those parameters.
+func stepUp(w where, p string, req Require) {
+	if req.ACR != nil && len(req.ACR) == 0 {
+		w.errorf(p+".acr", "needs at least one value; leave acr out to accept any")
+	}
+	for j, a := range req.ACR {
+		key := fmt.Sprintf("%s.acr[%d]", p, j)
+		switch {
+		case a == "":
+			w.errorf(key, "is empty")
+		case strings.ContainsFunc(a, func(r rune) bool { return r < 0x21 || r > 0x7e }):
+			w.errorf(key, "%s must be printable ASCII without spaces: acr_values is a space-separated list", w.q(key, a))
+		}
+	}
+	if n := len(strings.Join(req.ACR, " ")); n > MaxACRValues {
+		w.errorf(p+".acr", "is %d characters as acr_values; a login accepts at most %d", n, MaxACRValues)
+	}
+	switch d := req.MaxAge; {
+	case d < 0:
+		w.errorf(p+".max_age", "must not be negative")
+	case d > 0 && d < time.Second, d%time.Second != 0:
+		w.errorf(p+".max_age", "must be whole seconds, at least 1s: max_age goes to the provider in seconds")
+	case d > MaxStepUpAge:
+		w.errorf(p+".max_age", "must be at most %v, the largest max_age a login accepts", MaxStepUpAge)
 	}
 }
 

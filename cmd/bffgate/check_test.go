@@ -178,3 +178,46 @@ frontends:
 		t.Errorf("stdout: %s", out.String())
 	}
 }
+
+// check shows a route's step-up requirements, and names the file and key
+// of a bad one (issue 12 item 3).
+func TestCheckStepUp(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "gateway.yaml")
+	if err := os.WriteFile(cfg, []byte("server: {public_url: \"https://app.example.com\"}\nfrontends_dir: frontends\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(filepath.Join(dir, "frontends"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		name, require string
+		code          int
+		want          string
+	}{
+		{"good", "{acr: [urn:example:mfa], max_age: 10m}", exitOK,
+			"route      ANY /web/api/payments -> https://payments.internal token=user acr=urn:example:mfa max_age=10m timeout=30s"},
+		{"negative max_age", "{max_age: -10m}", exitFail,
+			"frontends/web.yaml:7: routes[0].require.max_age: must not be negative"},
+		{"max_age without unit", "\n      max_age: 600", exitFail,
+			"frontends/web.yaml:8: routes[0].require.max_age: `600` is not a duration"},
+		{"acr as a string", "\n      acr: urn:example:mfa", exitFail,
+			"frontends/web.yaml:8: routes[0].require.acr: must be a list, not a single value"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			web := "name: web\nmount: /web\noidc: {issuer: \"https://idp.example.com\", client_id: web, client_secret: s}\nroutes:\n" +
+				"  - prefix: /api/payments\n    upstream: \"https://payments.internal\"\n    require: " + tt.require + "\n"
+			if err := os.WriteFile(filepath.Join(dir, "frontends", "web.yaml"), []byte(web), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			var out, errb bytes.Buffer
+			code := run(context.Background(), []string{"check", "-config", cfg}, &out, &errb)
+			if code != tt.code {
+				t.Fatalf("exit %d, want %d\n%s%s", code, tt.code, out.String(), errb.String())
+			}
+			if all := out.String() + errb.String(); !strings.Contains(all, tt.want) {
+				t.Errorf("output lacks %q:\n%s", tt.want, all)
+			}
+		})
+	}
+}
