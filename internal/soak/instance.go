@@ -39,11 +39,11 @@ func (in *instance) start(ctx context.Context) (time.Duration, error) {
 	cmd := exec.Command(in.bin, "serve", "-config", in.config)
 	// Should the soak itself die without stopping it, the kernel does.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	// bffgate serve logs on stderr; its stdout stays empty (/dev/null).
 	out, err := cmd.StderrPipe()
 	if err != nil {
 		return 0, err
 	}
-	cmd.Stdout = cmd.Stderr
 	if err := cmd.Start(); err != nil {
 		return 0, fmt.Errorf("instance %d: starting %s: %w", in.n, in.bin, err)
 	}
