@@ -106,6 +106,7 @@ func run() error {
 	phaseLen := flag.Duration("phase", 20*time.Second, "length of each phase but kill and recovery")
 	recoveryLen := flag.Duration("recovery", 40*time.Second, "length of the recovery phase: longer than the gateway's 30s maximum refresh back-off, so that sessions whose refresh failed during the outage are seen to recover")
 	kill := flag.Bool("kill", true, "run the kill phase: SIGKILL instance 2 while its refreshes are in flight, restart it after -down")
+	killProvider := flag.String("kill-provider", "slow", "the provider in the kill phase: slow (takes token requests in -late late; the killed instance's refreshes are never processed) or late (processes them and answers -late late: their refresh tokens are spent with no answer, and those sessions end when their access tokens expire, as SPEC section 4 says)")
 	down := flag.Duration("down", 15*time.Second, "how long instance 2 stays dead in the kill phase: longer than the gateway's 10s lock lease, so that instance 1 must take over the refreshes the dead one held locks for")
 	nSessions := flag.Int("sessions", 8, "sessions logged in before the run")
 	rate := flag.Int("rate", 100, "requests per second, all sessions and both instances together")
@@ -140,9 +141,20 @@ func run() error {
 	if *margin == 0 {
 		*margin = *lifetime / 2
 	}
-	phases := allPhases
+	phases := slices.Clone(allPhases)
 	if !*kill {
-		phases = slices.DeleteFunc(slices.Clone(phases), func(p phase) bool { return p.kill })
+		phases = slices.DeleteFunc(phases, func(p phase) bool { return p.kill })
+	}
+	switch *killProvider {
+	case "slow":
+	case "late":
+		for i := range phases {
+			if phases[i].kill {
+				phases[i].mode = faultidp.Late
+			}
+		}
+	default:
+		return errors.New("-kill-provider: slow or late")
 	}
 
 	// The example provider logs every request on slog's default logger.
