@@ -33,6 +33,11 @@ const (
 	refNamePrefix  = "ref:"
 	sealNamePrefix = "val:"
 
+	// absoluteSlack is how much earlier than its AbsoluteExpiry a session in
+	// use may end: less, and the read of the TTL (whole milliseconds, taken
+	// before the clock) could ask for a write on every load.
+	absoluteSlack = 100 * time.Millisecond
+
 	// sealSkew is how far in the future a Seal timestamp may lie: instances
 	// behind one load balancer have slightly different clocks.
 	sealSkew = time.Minute
@@ -314,8 +319,13 @@ func (m *Manager) Load(ctx context.Context, binding, ref string) (*Session, erro
 		s.expires = now.Add(ttl)
 	}
 	// target - ttl is the time since the last extension while the idle window
-	// is the bound; near AbsoluteExpiry target equals ttl and nothing is written.
-	if target, ok := window(s, now); ok && target-ttl >= m.touchInterval(s) {
+	// is the bound. Once AbsoluteExpiry is the bound that difference stops
+	// growing: it stays what it was when the bound changed, short of the
+	// touch interval, and the record would expire that much before
+	// AbsoluteExpiry. So one more write then sets the TTL to AbsoluteExpiry;
+	// after it target equals ttl and nothing more is written.
+	if target, ok := window(s, now); ok && (target-ttl >= m.touchInterval(s) ||
+		s.IdleTimeout > 0 && target < s.IdleTimeout && target-ttl >= absoluteSlack) {
 		err := m.store.Expire(ctx, skey, target)
 		if errors.Is(err, ErrNotFound) {
 			return nil, ErrNotFound // ended between Get and Expire

@@ -700,6 +700,32 @@ func runManager(t *testing.T, newStore func(t *testing.T) Backend) {
 		wantTTL(t, ttl, 30*time.Minute)
 	})
 
+	parallel(t, newStore, "a session in use lives until its absolute expiry", func(t *testing.T, e *env) {
+		m := e.newManager() // default: 1m for 30m idle
+		s := newSession(t, time.Now())
+		s.AbsoluteExpiry = time.Now().Add(29*time.Minute + 30*time.Second).Round(0)
+		ref := e.create(m, web, s)
+		key := m.SessionKeyPrefix() + s.ID() + "}"
+		// Pretend the last extension was 50 s ago, while the idle window was
+		// the bound: the record expires 20 s before AbsoluteExpiry unless a
+		// load moves it there, although that is short of the touch interval.
+		if err := e.store.Backend.Expire(t.Context(), key, 29*time.Minute+10*time.Second); err != nil {
+			t.Fatal(err)
+		}
+		for range 5 {
+			e.load(m, web, ref)
+		}
+		if n := e.store.expires.Load(); n != 1 {
+			t.Fatalf("%d Expire calls, want 1", n)
+		}
+		want := time.Until(s.AbsoluteExpiry) // before the read, which is later
+		_, ttl, err := e.store.Get(t.Context(), key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantTTL(t, ttl, want)
+	})
+
 	parallel(t, newStore, "save", func(t *testing.T, e *env) {
 		m := e.newManager()
 		ref := e.create(m, web, newSession(t, time.Now()))
