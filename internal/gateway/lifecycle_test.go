@@ -233,23 +233,50 @@ func TestIdleTimeout(t *testing.T) {
 	errorCode(t, b.api(http.MethodGet, "/web/api/orders/1"), http.StatusUnauthorized, "unauthenticated")
 }
 
+// TestAbsoluteTimeout: a session in steady use outlives its idle timeout
+// but not its absolute timeout (both per-frontend overrides). The margins
+// are for a loaded machine: the idle window (3 s) slides at most once a
+// second (the touch interval), so a stall of up to 2 s between two requests
+// leaves the session alive; and a refusal counts against the gateway only
+// when its answer arrived before the absolute expiry, i.e. the session was
+// read before it.
 func TestAbsoluteTimeout(t *testing.T) {
+	const idle, absolute = 3 * time.Second, 6 * time.Second
 	e := newEnv(t, withConfig(func(c *config.Config) {
 		c.Sessions.IdleTimeout = time.Hour
-		// Per-frontend overrides.
-		c.Frontends[0].Session.IdleTimeout = time.Second
-		c.Frontends[0].Session.AbsoluteTimeout = 2 * time.Second
+		c.Sessions.AbsoluteTimeout = 12 * time.Hour
+		c.Frontends[0].Session.IdleTimeout = idle
+		c.Frontends[0].Session.AbsoluteTimeout = absolute
 	}))
 	b := e.browser()
 	b.login("/web", e.admin())
-	deadline := time.Now().Add(2 * time.Second)
-	for time.Now().Before(deadline.Add(-300 * time.Millisecond)) {
-		if resp := b.api(http.MethodGet, "/web/api/orders/1"); resp.StatusCode != http.StatusOK {
-			t.Fatalf("ended before the absolute timeout: %d", resp.StatusCode)
-		}
-		time.Sleep(300 * time.Millisecond)
+	s := e.session("web", b.cookie("bff-web").Value)
+	end := s.AbsoluteExpiry
+	if got := end.Sub(s.CreatedAt); got != absolute {
+		t.Fatalf("absolute timeout %v, want the frontend's %v", got, absolute)
 	}
-	time.Sleep(time.Until(deadline) + 300*time.Millisecond)
+	if s.IdleTimeout != idle {
+		t.Fatalf("idle timeout %v, want the frontend's %v", s.IdleTimeout, idle)
+	}
+	var lastOK time.Time
+	for time.Until(end) > 0 {
+		resp := b.api(http.MethodGet, "/web/api/orders/1")
+		answered := time.Now()
+		if resp.StatusCode == http.StatusOK {
+			lastOK = answered
+			time.Sleep(200 * time.Millisecond)
+			continue
+		}
+		if answered.Before(end) {
+			t.Fatalf("ended %v before the absolute timeout: %d %s", end.Sub(answered), resp.StatusCode, readBody(resp))
+		}
+		break // read around the expiry: either answer is right
+	}
+	if lastOK.Sub(s.CreatedAt) <= idle {
+		t.Fatalf("the last request served came %v after the login: not past the idle timeout, so nothing was shown", lastOK.Sub(s.CreatedAt))
+	}
+	// Past the absolute timeout the session is gone however it is used.
+	time.Sleep(time.Until(end) + 100*time.Millisecond)
 	errorCode(t, b.api(http.MethodGet, "/web/api/orders/1"), http.StatusUnauthorized, "unauthenticated")
 }
 
