@@ -168,6 +168,7 @@ func TestLoadGood(t *testing.T) {
 		{"web.routes[1].methods", web.Routes[1].Methods, []string(nil)},
 		{"web.routes[2].require", web.Routes[2].Require, Require{ACR: []string{"urn:example:mfa", "urn:example:hwk"}, MaxAge: 10 * time.Minute}},
 		{"web.routes[2].token", web.Routes[2].Token, TokenUser},
+		{"web.routes[3].exchange", web.Routes[3].Exchange, &Exchange{Audience: "payments-api", Resource: "https://payments.internal/", Scopes: []string{"payments.read"}}},
 		{"web.aggregates[0].timeout", web.Aggregates[0].Timeout, 3 * time.Second},
 		{"web.aggregates[0].parts.orders", web.Aggregates[0].Parts["orders"], Part{Upstream: "http://orders.internal:8080", Path: "/orders", Required: true}},
 	}...)

@@ -78,8 +78,8 @@ func (c *Config) Summary() string {
 			if r.StripPrefix {
 				strip = " [strip]"
 			}
-			line("  route      %s %s -> %s%s token=%s%s timeout=%s", methods, mountPath(fv(p+"prefix", r.Prefix)), fv(p+"upstream", r.Upstream), strip,
-				fv(p+"token", r.Token), requireSummary(fv, p+"require.", r.Require), shortDuration(r.Timeout))
+			line("  route      %s %s -> %s%s token=%s%s%s timeout=%s", methods, mountPath(fv(p+"prefix", r.Prefix)), fv(p+"upstream", r.Upstream), strip,
+				fv(p+"token", r.Token), exchangeSummary(fv, p+"exchange.", r.Exchange), requireSummary(fv, p+"require.", r.Require), shortDuration(r.Timeout))
 		}
 		for j, a := range f.Aggregates {
 			p := fmt.Sprintf("aggregates[%d].", j)
@@ -95,6 +95,24 @@ func (c *Config) Summary() string {
 		}
 	}
 	return b.String()
+}
+
+// exchangeSummary shows what an exchange route asks the provider for.
+func exchangeSummary(fv func(path, value string) string, p string, x *Exchange) string {
+	if x == nil {
+		return ""
+	}
+	var parts []string
+	if x.Audience != "" {
+		parts = append(parts, "audience="+fv(p+"audience", x.Audience))
+	}
+	if x.Resource != "" {
+		parts = append(parts, "resource="+fv(p+"resource", x.Resource))
+	}
+	if len(x.Scopes) > 0 {
+		parts = append(parts, "scopes="+strings.Join(listed(fv, p+"scopes", x.Scopes), ","))
+	}
+	return " (" + strings.Join(parts, " ") + ")"
 }
 
 // listed applies fv to each element of the list at path.

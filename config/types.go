@@ -157,6 +157,10 @@ const (
 	// live session (and X-CSRF for a spa), else the frontend's
 	// client-credentials token.
 	TokenUserOrClient = "user_or_client"
+	// TokenExchange sends a token the provider issued in exchange for the
+	// user's (RFC 8693), restricted to the route's exchange audience,
+	// resource and scopes.
+	TokenExchange = "exchange"
 )
 
 // Frontend is one BFF, usually one file owned by that frontend's team.
@@ -243,17 +247,38 @@ type Route struct {
 	// StripPrefix removes Prefix before forwarding (/web/api/orders/7 -> /7).
 	StripPrefix bool `yaml:"strip_prefix"`
 	// Token is user (default), client, none (anonymous route),
-	// user_or_none or user_or_client. A client route sends the frontend's
+	// user_or_none, user_or_client or exchange. A client route sends the frontend's
 	// own client-credentials token instead of the user's, but still
 	// requires a live user session (and X-CSRF for a spa). The user_or_*
 	// routes are public: they send the user's token only for a live
 	// session presented with X-CSRF (a spa) or a handle (mobile), and
-	// otherwise nothing or the client token.
-	Token   string   `yaml:"token"`
-	Require Require  `yaml:"require"`
-	Methods []string `yaml:"methods"` // default all; upper-cased by ApplyDefaults
+	// otherwise nothing or the client token. An exchange route needs a
+	// live session like user and sends a token exchanged for the user's
+	// (see Exchange).
+	Token string `yaml:"token"`
+	// Exchange is required with token: exchange and refused with any
+	// other token: a pointer, so that a stray `exchange:` is seen.
+	Exchange *Exchange `yaml:"exchange"`
+	Require  Require   `yaml:"require"`
+	Methods  []string  `yaml:"methods"` // default all; upper-cased by ApplyDefaults
 	// Timeout bounds the whole upstream exchange. Default 30s.
 	Timeout time.Duration `yaml:"timeout"`
+}
+
+// Exchange is what a token: exchange route asks the provider for in
+// exchange for the user's access token (RFC 8693). At least one of Audience
+// and Resource is required: a token for "any service" is the user's token
+// again.
+type Exchange struct {
+	// Audience is the target service's name at the provider (RFC 8693
+	// audience), which becomes the exchanged token's aud at most providers.
+	Audience string `yaml:"audience"`
+	// Resource is the target service's absolute URI without fragment (RFC
+	// 8707 resource indicator).
+	Resource string `yaml:"resource"`
+	// Scopes are asked for the exchanged token; empty leaves them to the
+	// provider.
+	Scopes []string `yaml:"scopes"`
 }
 
 // Require holds coarse checks made before forwarding (403 when not met).

@@ -39,10 +39,11 @@ func (v *validator) routes(w where, f *Frontend) {
 		mountedPath(w, f, p+".prefix", r.Prefix, seen)
 		w.httpURL(p+".upstream", r.Upstream)
 		switch r.Token {
-		case TokenUser, TokenClient, TokenNone, TokenUserOrNone, TokenUserOrClient:
+		case TokenUser, TokenClient, TokenNone, TokenUserOrNone, TokenUserOrClient, TokenExchange:
 		default:
-			w.errorf(p+".token", "must be user, client, none, user_or_none or user_or_client, not %s", w.q(p+".token", r.Token))
+			w.errorf(p+".token", "must be user, client, none, user_or_none, user_or_client or exchange, not %s", w.q(p+".token", r.Token))
 		}
+		w.exchange(p, r)
 		for j, m := range r.Methods {
 			if !isToken(m) {
 				mp := fmt.Sprintf("%s.methods[%d]", p, j)
@@ -101,6 +102,54 @@ func stepUp(w where, p string, req Require) {
 	case d > MaxStepUpAge:
 		w.errorf(p+".max_age", "must be at most %v, the largest max_age a login accepts", MaxStepUpAge)
 	}
+}
+
+// exchange checks a route's exchange block: required with token: exchange
+// (audience or resource, an RFC 8707 resource, scopes the provider can
+// parse), refused with any other token, where it would silently do nothing.
+func (w where) exchange(p string, r Route) {
+	x := r.Exchange
+	switch {
+	case r.Token != TokenExchange && x != nil:
+		w.errorf(p+".exchange", "only applies to token: exchange, not token: %s (remove it, or set token: exchange)", r.Token)
+		return
+	case r.Token != TokenExchange:
+		return
+	case x == nil:
+		w.errorf(p+".exchange", "is required with token: exchange (exchange: {audience: A, resource: URI, scopes: [S]}, with audience or resource at least)")
+		return
+	case x.Audience == "" && x.Resource == "":
+		w.errorf(p+".exchange", "needs audience or resource (or both): without a target the provider would issue the user's own token again")
+	}
+	if hasSpaceOrControl(x.Audience) {
+		w.errorf(p+".exchange.audience", "must not contain spaces or control characters")
+	}
+	if x.Resource != "" {
+		if msg := checkResource(x.Resource); msg != "" {
+			w.errorf(p+".exchange.resource", "%s %s", w.q(p+".exchange.resource", x.Resource), msg)
+		}
+	}
+	for i, sc := range x.Scopes {
+		if sc == "" || hasSpaceOrControl(sc) || strings.ContainsAny(sc, `"\`) {
+			sp := fmt.Sprintf("%s.exchange.scopes[%d]", p, i)
+			w.errorf(sp, "%s is not a scope (one non-empty word without spaces, quotes or backslashes, RFC 6749 section 3.3)", w.q(sp, sc))
+		}
+	}
+}
+
+// checkResource returns why s is not an RFC 8707 resource indicator (an
+// absolute URI without a fragment), "" when it is.
+func checkResource(s string) string {
+	u, err := url.Parse(s)
+	switch {
+	case err != nil || hasSpaceOrControl(s):
+		return "is not a URI"
+	case !u.IsAbs():
+		return "must be an absolute URI with a scheme (RFC 8707), such as \"https://payments.internal/\""
+	case u.Fragment != "" || strings.Contains(s, "#"):
+		return "must not have a fragment (RFC 8707)"
+	}
+	return ""
 }
 
 func (v *validator) aggregates(w where, f *Frontend) {

@@ -221,3 +221,74 @@ func TestCheckStepUp(t *testing.T) {
 		})
 	}
 }
+
+// TestCheckExplainsExchangeRoutes: each token: exchange mistake is named in
+// the frontend file with its key path, and a valid exchange route is shown
+// with what it asks the provider for.
+func TestCheckExplainsExchangeRoutes(t *testing.T) {
+	tests := []struct {
+		name  string
+		route string
+		want  string // on stderr (exit 1), or on stdout when ok
+		ok    bool
+	}{
+		{
+			name:  "valid",
+			route: `{prefix: /api/pay, upstream: "http://pay.internal", token: exchange, exchange: {audience: pay-api, scopes: [pay]}}`,
+			want:  "token=exchange (audience=pay-api scopes=pay)",
+			ok:    true,
+		},
+		{
+			name:  "missing exchange block",
+			route: `{prefix: /api/pay, upstream: "http://pay.internal", token: exchange}`,
+			want:  "frontends/web.yaml:6: routes[0].exchange: is required with token: exchange",
+		},
+		{
+			name:  "no target",
+			route: `{prefix: /api/pay, upstream: "http://pay.internal", token: exchange, exchange: {scopes: [pay]}}`,
+			want:  "frontends/web.yaml:6: routes[0].exchange: needs audience or resource (or both)",
+		},
+		{
+			name:  "relative resource",
+			route: `{prefix: /api/pay, upstream: "http://pay.internal", token: exchange, exchange: {resource: /pay}}`,
+			want:  `frontends/web.yaml:6: routes[0].exchange.resource: "/pay" must be an absolute URI with a scheme (RFC 8707)`,
+		},
+		{
+			name:  "exchange on a user route",
+			route: `{prefix: /api/pay, upstream: "http://pay.internal", exchange: {audience: pay-api}}`,
+			want:  "frontends/web.yaml:6: routes[0].exchange: only applies to token: exchange, not token: user",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			files := map[string]string{
+				"gateway.yaml": "server:\n  public_url: http://localhost:8080\nfrontends_dir: ./frontends\n",
+				"frontends/web.yaml": "name: web\nmount: /web\n" +
+					`oidc: {issuer: "http://localhost:9998", client_id: web, client_secret: s}` + "\n" +
+					"routes:\n  # the route under test\n  - " + tt.route + "\n",
+			}
+			for name, body := range files {
+				p := filepath.Join(dir, name)
+				if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			var out, errb bytes.Buffer
+			code := run(context.Background(), []string{"check", "-config", filepath.Join(dir, "gateway.yaml")}, &out, &errb)
+			got, wantCode := errb.String(), exitFail
+			if tt.ok {
+				got, wantCode = out.String(), exitOK
+			}
+			if code != wantCode {
+				t.Fatalf("exit %d, want %d; stdout %s; stderr %s", code, wantCode, out.String(), errb.String())
+			}
+			if !strings.Contains(got, tt.want) {
+				t.Errorf("output lacks %q:\n%s", tt.want, got)
+			}
+		})
+	}
+}
