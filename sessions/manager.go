@@ -69,6 +69,7 @@ type Options struct {
 //
 //	P + "s:{" + id + "}"       session record (JSON: clear Meta + sealed Session)
 //	P + "lock:{" + id + "}"    refresh lock, same hash tag as the record
+//	P + "sv:{" + id + "}:" + name   session values (values.go), and their locks
 //	P + kind + ":" + hex(sha256(once id))   PutOnce values, encrypted under the id
 //	P + "idx:{" + frontend + "}:sid:" + hex(sha256(provider sid))   set of session ids
 //	P + "idx:{" + frontend + "}:sub:" + hex(sha256(subject))        set of session ids
