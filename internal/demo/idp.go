@@ -68,6 +68,12 @@ type Client struct {
 	// PostLogoutRedirectURIGlobs are path.Match patterns ("*" stays within
 	// one segment) also accepted there. See AnyPathGlobs.
 	PostLogoutRedirectURIGlobs []string
+	// ExchangeAudiences are the audiences this client may ask for when it
+	// exchanges a user's access token (RFC 8693, token: exchange routes).
+	// Empty: the client may not use the token-exchange grant. Anything
+	// else is refused with invalid_target, so a test or the demo can see a
+	// real refusal.
+	ExchangeAudiences []string
 }
 
 // AnyCallbackGlob is the redirect URI pattern that accepts the callback of a
@@ -130,8 +136,9 @@ type IDPOptions struct {
 // refresh tokens rotated and single-use, PKCE S256, RP-initiated logout at
 // end_session_endpoint, token revocation) with the clients given here instead
 // of the example's package-level registry, a "roles" claim in ID and access
-// tokens, and the example's built-in JWT-profile service key, token exchange
-// and client-credentials service user switched off.
+// tokens, the example's built-in JWT-profile service key and
+// client-credentials service user switched off, and token exchange limited
+// to each client's ExchangeAudiences.
 func NewIDP(issuer string, clients []Client, opts IDPOptions) (*IDP, error) {
 	// exampleop.SetupServer log.Fatal's on a bad issuer and the user store
 	// panics on one without a scheme, so everything is checked here first.
@@ -223,6 +230,7 @@ func newOPClients(clients []Client) (map[string]*opClient, error) {
 			redirectGlobs:          slices.Clone(c.RedirectURIGlobs),
 			postLogoutRedirectURIs: slices.Clone(c.PostLogoutRedirectURIs),
 			postLogoutGlobs:        slices.Clone(c.PostLogoutRedirectURIGlobs),
+			exchangeAudiences:      slices.Clone(c.ExchangeAudiences),
 		}
 	}
 	if err := errors.Join(errs...); err != nil {
@@ -316,11 +324,53 @@ func (s *idpStorage) GetKeyByIDAndClientID(context.Context, string, string) (*jo
 	return nil, errors.New("JWT-profile grant and private_key_jwt are not enabled on the demo provider")
 }
 
-// ValidateTokenExchangeRequest refuses token exchange: the library does not
-// check the client's grant types for it, and the example lets an admin
-// impersonate anyone.
-func (s *idpStorage) ValidateTokenExchangeRequest(context.Context, op.TokenExchangeRequest) error {
-	return oidc.ErrUnsupportedGrantType().WithDescription("token exchange is not enabled on the demo provider")
+// ValidateTokenExchangeRequest replaces the example's policy (which lets an
+// admin impersonate anyone through a scope, and checks no audience): a
+// client with ExchangeAudiences may trade a user's access token for an
+// access token for the same user, restricted to one or more of those
+// audiences; no actor token, no impersonation scope. The library has
+// already verified the subject token (signature and expiry of our JWT
+// access tokens) and authenticated the client; it does not check the
+// client's grant types, so that is done here.
+func (s *idpStorage) ValidateTokenExchangeRequest(_ context.Context, req op.TokenExchangeRequest) error {
+	c, ok := s.clients[req.GetClientID()]
+	switch {
+	case !ok || len(c.exchangeAudiences) == 0:
+		return oidc.ErrUnauthorizedClient().WithDescription("this client may not use token exchange on the demo provider")
+	case req.GetExchangeSubjectTokenType() != oidc.AccessTokenType:
+		return oidc.ErrInvalidRequest().WithDescription("subject_token_type must be an access token")
+	case req.GetRequestedTokenType() != "" && req.GetRequestedTokenType() != oidc.AccessTokenType:
+		return oidc.ErrInvalidRequest().WithDescription("requested_token_type must be an access token")
+	case req.GetExchangeActor() != "":
+		return oidc.ErrInvalidRequest().WithDescription("delegation (actor_token) is not supported")
+	case len(req.GetAudience()) == 0:
+		return oidc.ErrInvalidTarget().WithDescription("an audience is required")
+	}
+	for _, aud := range req.GetAudience() {
+		if !slices.Contains(c.exchangeAudiences, aud) {
+			s.log.Info("demo idp: token exchange refused", "client_id", c.id, "audience", aud)
+			return oidc.ErrInvalidTarget().WithDescription("this client may not obtain tokens for audience %q", aud)
+		}
+	}
+	for _, sc := range req.GetScopes() {
+		if strings.HasPrefix(sc, storage.CustomScopeImpersonatePrefix) {
+			return oidc.ErrInvalidScope().WithDescription("impersonation is not supported")
+		}
+	}
+	req.SetRequestedTokenType(oidc.AccessTokenType)
+	req.SetCurrentScopes(req.GetScopes())
+	s.log.Info("demo idp: token exchange", "client_id", c.id, "sub", req.GetSubject(), "audience", strings.Join(req.GetAudience(), " "))
+	return nil
+}
+
+// GetPrivateClaimsFromTokenExchangeRequest gives exchanged access tokens the
+// user's roles, as the user's own access tokens have.
+func (s *idpStorage) GetPrivateClaimsFromTokenExchangeRequest(_ context.Context, req op.TokenExchangeRequest) (map[string]any, error) {
+	claims := map[string]any{}
+	if roles := s.roles(req.GetSubject()); roles != nil {
+		claims[RolesClaim] = roles
+	}
+	return claims, nil
 }
 
 // CheckUsernamePassword is the example's check, logged.
@@ -445,6 +495,7 @@ type opClient struct {
 	redirectGlobs          []string
 	postLogoutRedirectURIs []string
 	postLogoutGlobs        []string
+	exchangeAudiences      []string
 }
 
 var (
