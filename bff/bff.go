@@ -78,6 +78,7 @@ type BFF struct {
 	publicURL *url.URL
 	refresh   *refresher
 	client    *clientTokens // token: client routes
+	exchange  *exchanger    // token: exchange routes
 	tokens    *tokenClient  // every request to the token, PAR and revocation endpoints
 	// upstreamNonces are the upstreams' latest DPoP-Nonce, per origin.
 	upstreamNonces sync.Map
@@ -149,6 +150,7 @@ func New(fe config.Frontend, d Deps) (*BFF, error) {
 	}
 	b.refresh = newRefresher(b)
 	b.client = newClientTokens(b)
+	b.exchange = newExchanger(b)
 	if err := b.buildRoutes(); err != nil {
 		return nil, fmt.Errorf("frontend %q: %w", fe.Name, err)
 	}
@@ -269,6 +271,9 @@ func (b *BFF) routeHandler(rt config.Route, p http.Handler) echo.HandlerFunc {
 	}
 	if rt.Token == config.TokenUserOrNone || rt.Token == config.TokenUserOrClient {
 		return b.optionalUserHandler(rt, p)
+	}
+	if rt.Token == config.TokenExchange {
+		return b.exchangeHandler(rt, p)
 	}
 	return func(c echo.Context) error {
 		r := c.Request()

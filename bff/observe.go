@@ -29,6 +29,9 @@ type Observer interface {
 	LoginFailed(frontend, reason string)
 	// TokenRefresh: one Refresh* outcome of a token refresh.
 	TokenRefresh(frontend, outcome string)
+	// TokenExchange: one Exchange* outcome of a token: exchange route's
+	// exchange (route is the configured prefix).
+	TokenExchange(frontend, route, outcome string)
 	// BackchannelLogout: one Backchannel* outcome of a logout token.
 	BackchannelLogout(frontend, outcome string)
 	// SessionCreated: a login stored a new session.
@@ -70,6 +73,19 @@ const (
 // RefreshOutcomes lists every TokenRefresh outcome.
 var RefreshOutcomes = []string{RefreshOK, RefreshRejected, RefreshTransient, RefreshJoined, RefreshWaited, RefreshError}
 
+// Token exchange outcomes (TokenExchange).
+const (
+	ExchangeOK        = "ok"        // this instance exchanged the user's token
+	ExchangeRefused   = "refused"   // the provider refused (403 token_exchange_failed)
+	ExchangeTransient = "transient" // the provider was unreachable or answered 5xx or 429 (502)
+	ExchangeJoined    = "joined"    // a request joined an exchange already running in this process
+	ExchangeWaited    = "waited"    // another instance exchanged; this one used its token
+	ExchangeError     = "error"     // the session store failed during the exchange
+)
+
+// ExchangeOutcomes lists every TokenExchange outcome.
+var ExchangeOutcomes = []string{ExchangeOK, ExchangeRefused, ExchangeTransient, ExchangeJoined, ExchangeWaited, ExchangeError}
+
 // Back-channel logout outcomes (BackchannelLogout).
 const (
 	BackchannelOK           = "ok"            // verified; the matching sessions ended
@@ -102,6 +118,7 @@ func (NopObserver) LoginStarted(string)                                 {}
 func (NopObserver) LoginSucceeded(string)                               {}
 func (NopObserver) LoginFailed(string, string)                          {}
 func (NopObserver) TokenRefresh(string, string)                         {}
+func (NopObserver) TokenExchange(string, string, string)                {}
 func (NopObserver) BackchannelLogout(string, string)                    {}
 func (NopObserver) SessionCreated(string)                               {}
 func (NopObserver) SessionsEnded(string, string, int)                   {}
@@ -356,6 +373,7 @@ func (b *BFF) sessionEnded(ctx context.Context, cause string, s *sessions.Sessio
 		event = cause
 	}
 	b.audit(ctx, slog.LevelInfo, event, s.Subject, s.ProviderSID)
+	b.exchange.drop(ctx, s)
 }
 
 // backchannelEnded records a verified logout token that ended n sessions:

@@ -236,6 +236,9 @@ func (r *refresher) underLock(ctx context.Context, ls *loadedSession) (*sessions
 		return nil, err
 	}
 	r.b.obs().TokenRefresh(r.b.fe.Name, RefreshOK)
+	// Exchanged for the token just replaced: the next call exchanges the
+	// new one (any stored meanwhile no longer matches it either).
+	r.b.exchange.drop(ctx, cur)
 	return cur, nil
 }
 

@@ -209,6 +209,13 @@ func oauthErrorCode(resp *http.Response, body []byte) string {
 // *oauth2.RetrieveError, as from the oauth2 package, so callers classify it
 // the same way. With key, the answer must be a DPoP token.
 func (tc *tokenClient) token(ctx context.Context, meta *providerMeta, form url.Values, key *dpop.Key) (*oauth2.Token, error) {
+	return tc.grant(ctx, meta, form, key, false)
+}
+
+// grant is token, where allowBearer accepts a Bearer answer to a DPoP
+// request (a token exchange: the provider decides per audience whether the
+// target service takes DPoP-bound tokens).
+func (tc *tokenClient) grant(ctx context.Context, meta *providerMeta, form url.Values, key *dpop.Key, allowBearer bool) (*oauth2.Token, error) {
 	resp, body, err := tc.post(ctx, meta, meta.oauth.Endpoint.TokenURL, form, key)
 	if err != nil {
 		return nil, fmt.Errorf("token endpoint: %w", err)
@@ -248,7 +255,7 @@ func (tc *tokenClient) token(ctx context.Context, meta *providerMeta, form url.V
 		tok.Expiry = tc.now().Add(time.Duration(secs) * time.Second)
 		tok.ExpiresIn = secs
 	}
-	if key != nil && !strings.EqualFold(tok.TokenType, "DPoP") {
+	if key != nil && !allowBearer && !strings.EqualFold(tok.TokenType, "DPoP") {
 		return nil, fmt.Errorf("%w (token_type %q)", errBearerDowngrade, tok.TokenType)
 	}
 	return tok.WithExtra(extra), nil
@@ -274,6 +281,34 @@ func (tc *tokenClient) clientCredentials(ctx context.Context, meta *providerMeta
 		form.Set("scope", strings.Join(scopes, " "))
 	}
 	return tc.token(ctx, meta, form, key)
+}
+
+// Token exchange (RFC 8693) parameters.
+const (
+	grantTokenExchange   = "urn:ietf:params:oauth:grant-type:token-exchange"
+	tokenTypeAccessToken = "urn:ietf:params:oauth:token-type:access_token"
+)
+
+// exchange trades the user's access token for one restricted to the
+// route's audience, resource (RFC 8707) and scopes. With key, the request
+// carries a DPoP proof; the answer may still be a Bearer token.
+func (tc *tokenClient) exchange(ctx context.Context, meta *providerMeta, subjectToken string, x config.Exchange, key *dpop.Key) (*oauth2.Token, error) {
+	form := url.Values{
+		"grant_type":           {grantTokenExchange},
+		"subject_token":        {subjectToken},
+		"subject_token_type":   {tokenTypeAccessToken},
+		"requested_token_type": {tokenTypeAccessToken},
+	}
+	if x.Audience != "" {
+		form.Set("audience", x.Audience)
+	}
+	if x.Resource != "" {
+		form.Set("resource", x.Resource)
+	}
+	if len(x.Scopes) > 0 {
+		form.Set("scope", strings.Join(x.Scopes, " "))
+	}
+	return tc.grant(ctx, meta, form, key, true)
 }
 
 // revoke tells the provider a token is dead (RFC 7009); 200 is success.

@@ -25,6 +25,9 @@ const (
 	SpanSessionLoad     = "session.load"
 	SpanRefresh         = "session.refresh"
 	SpanRefreshLockWait = "session.refresh.lock_wait"
+	// SpanExchange is a route's token exchange (token: exchange), with the
+	// route prefix as bffgate.route; the provider call is its child.
+	SpanExchange = "session.token_exchange"
 
 	// AttrSessionSource on the session load says what answered the read:
 	// "cache" (the in-process session cache), "store" (Redis or memory:

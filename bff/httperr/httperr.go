@@ -24,6 +24,7 @@ const (
 	CodeUpstreamTimeout     = "upstream_timeout"
 	CodeSessionExpired      = "session_expired"
 	CodeProviderUnavailable = "provider_unavailable"
+	CodeTokenExchangeFailed = "token_exchange_failed"
 	CodeInternal            = "internal_error"
 )
 

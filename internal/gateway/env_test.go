@@ -143,7 +143,8 @@ func newEnv(t testing.TB, opts ...envOption) *env {
 	e.srv = httptest.NewUnstartedServer(nil)
 	e.public = "http://" + e.srv.Listener.Addr().String()
 	clients := []demo.Client{
-		{ID: "web-bff", Secret: webSecret, RedirectURIs: []string{e.public + "/web/bff/callback"}, PostLogoutRedirectURIs: []string{e.public + "/web/"}},
+		{ID: "web-bff", Secret: webSecret, RedirectURIs: []string{e.public + "/web/bff/callback"}, PostLogoutRedirectURIs: []string{e.public + "/web/"},
+			ExchangeAudiences: []string{exchangeAudience}},
 		{ID: "admin-bff", Secret: adminSecret, RedirectURIs: []string{e.public + "/admin/bff/callback"}, PostLogoutRedirectURIs: []string{e.public + "/admin/"}},
 		{ID: "app-bff", Secret: "app-secret", RedirectURIs: []string{e.public + "/app/bff/callback"}, PostLogoutRedirectURIs: []string{e.public + "/app/"}},
 	}

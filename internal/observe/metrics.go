@@ -30,6 +30,7 @@ type Metrics struct {
 	loginsSucceeded   *prometheus.CounterVec
 	loginsFailed      *prometheus.CounterVec
 	refreshes         *prometheus.CounterVec
+	exchanges         *prometheus.CounterVec
 	backchannel       *prometheus.CounterVec
 	sessionsCreated   *prometheus.CounterVec
 	sessionsEnded     *prometheus.CounterVec
@@ -78,6 +79,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		refreshes: counter("token_refreshes_total",
 			"Access token refreshes by outcome (ok, rejected, transient, joined, waited, error).",
 			"frontend", "outcome"),
+		exchanges: counter("token_exchanges_total",
+			"Token exchanges of token: exchange routes by route (configured prefix) and outcome (ok, refused, transient, joined, waited, error).",
+			"frontend", "route", "outcome"),
 		backchannel: counter("backchannel_logouts_total",
 			"Back-channel logout requests by outcome (ok, invalid_token, error).",
 			"frontend", "outcome"),
@@ -118,6 +122,13 @@ func (m *Metrics) InitFrontends(fes []config.Frontend) {
 		}
 		for _, o := range bff.RefreshOutcomes {
 			m.refreshes.WithLabelValues(n, o)
+		}
+		for _, rt := range fe.Routes {
+			if rt.Token == config.TokenExchange {
+				for _, o := range bff.ExchangeOutcomes {
+					m.exchanges.WithLabelValues(n, rt.Prefix, o)
+				}
+			}
 		}
 		for _, o := range bff.BackchannelOutcomes {
 			m.backchannel.WithLabelValues(n, o)
@@ -165,6 +176,11 @@ func (m *Metrics) LoginFailed(frontend, reason string) {
 // TokenRefresh implements bff.Observer.
 func (m *Metrics) TokenRefresh(frontend, outcome string) {
 	m.refreshes.WithLabelValues(frontend, outcome).Inc()
+}
+
+// TokenExchange implements bff.Observer.
+func (m *Metrics) TokenExchange(frontend, route, outcome string) {
+	m.exchanges.WithLabelValues(frontend, route, outcome).Inc()
 }
 
 // BackchannelLogout implements bff.Observer.
