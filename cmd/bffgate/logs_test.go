@@ -7,12 +7,16 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestMain lets a test run this package's main() as the real binary would
@@ -157,5 +161,90 @@ func TestLogLevel(t *testing.T) {
 		if got := logLevel(in); got != want {
 			t.Errorf("logLevel(%q) = %v, want %v", in, got, want)
 		}
+	}
+}
+
+// server.log_level decides what serve writes: at info each request has its
+// access line; at warn the info lines (access lines, "listening") are gone
+// while warnings stay (here: the provider that cannot be reached at start).
+func TestServeLogLevel(t *testing.T) {
+	for _, tc := range []struct {
+		level  string
+		access bool
+	}{
+		{"info", true},
+		{"warn", false},
+	} {
+		t.Run(tc.level, func(t *testing.T) {
+			addr, dead := freeAddr(t), freeAddr(t)
+			cfg := fmt.Sprintf(`server:
+  listen: %q
+  public_url: "http://localhost:8080"
+  log_level: %s
+frontends:
+  - name: web
+    mount: /web
+    oidc: {issuer: "http://%s", client_id: web-bff, client_secret: s}
+    routes:
+      - prefix: /api
+        upstream: "http://%s"
+        token: none
+`, addr, tc.level, dead, dead)
+			path := filepath.Join(t.TempDir(), "gateway.yaml")
+			if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			stderr := &syncBuffer{}
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			done := make(chan int, 1)
+			go func() { done <- run(ctx, []string{"serve", "-config", path}, io.Discard, stderr) }()
+			base := "http://" + addr
+			for i := 0; ; i++ {
+				if resp, err := http.Get(base + "/healthz"); err == nil {
+					resp.Body.Close()
+					break
+				}
+				if i > 200 {
+					t.Fatalf("serve did not start: %s", stderr.String())
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+			resp, err := http.Get(base + "/nowhere")
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			// The startup watch warns at once of the unreachable provider.
+			for deadline := time.Now().Add(10 * time.Second); !strings.Contains(stderr.String(), `"level":"WARN"`); {
+				if time.Now().After(deadline) {
+					t.Fatalf("no warning in 10 s: %s", stderr.String())
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+			cancel()
+			if code := <-done; code != exitOK {
+				t.Fatalf("exit %d", code)
+			}
+			objs, plain := jsonLines(t, stderr.String())
+			if len(plain) > 0 {
+				t.Errorf("plain lines: %q", plain)
+			}
+			access, below := 0, 0
+			for _, l := range objs {
+				if l["msg"] == "request" && l["path"] == "/nowhere" {
+					access++
+				}
+				if l["level"] == "INFO" || l["level"] == "DEBUG" {
+					below++
+				}
+			}
+			if tc.access && access != 1 {
+				t.Errorf("%d access lines for one request at %s: %s", access, tc.level, stderr.String())
+			}
+			if !tc.access && below != 0 {
+				t.Errorf("%d lines below warn at %s: %s", below, tc.level, stderr.String())
+			}
+		})
 	}
 }
