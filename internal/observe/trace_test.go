@@ -53,7 +53,10 @@ func (c *collector) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // parent-based: sample_ratio decides for new traces, a sampled traceparent
 // is always followed.
 func TestTracerProviderExportsOTLPHTTP(t *testing.T) {
-	const sampledParent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+	const (
+		sampledParent   = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+		unsampledParent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00"
+	)
 	for _, tc := range []struct {
 		name     string
 		suffix   string // appended to the collector URL in otlp_endpoint
@@ -65,6 +68,8 @@ func TestTracerProviderExportsOTLPHTTP(t *testing.T) {
 		{"endpoint with a trailing slash", "/", 1, "", true},
 		{"new trace, ratio 0", "", 0, "", false},
 		{"sampled parent, ratio 0", "", 0, sampledParent, true},
+		// Parent-based both ways: the client's "not sampled" is followed too.
+		{"unsampled parent, ratio 1", "", 1, unsampledParent, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			col := &collector{attrs: map[string]string{}}
