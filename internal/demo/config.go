@@ -31,6 +31,13 @@ const (
 	// DashboardPath is the web frontend's aggregate: orders (required) and
 	// reports (optional) in one call.
 	DashboardPath = "/api/dashboard"
+	// StepUpPath is the web frontend's route to the orders service that
+	// needs a recent login: it forwards only while the user's login is at
+	// most StepUpMaxAge old (require.max_age), and answers 401
+	// step_up_required after that, which the page turns into a new login.
+	StepUpPath = "/api/recent"
+	// StepUpMaxAge is short so that the step-up shows within a minute.
+	StepUpMaxAge = 60 * time.Second
 )
 
 // ClientIDs are the provider clients whose access tokens the demo services
@@ -59,7 +66,8 @@ type Endpoints struct {
 // Config returns the demo gateway configuration: the spa frontend "web"
 // mounted at /web with the routes /api/orders -> OrdersURL and /api/reports ->
 // ReportsURL (prefix stripped, the user's token attached; the services
-// authorize by role themselves) and / -> SPAURL (anonymous, GET and HEAD),
+// authorize by role themselves), StepUpPath -> OrdersURL for a login at most
+// StepUpMaxAge old, and / -> SPAURL (anonymous, GET and HEAD),
 // the aggregate DashboardPath (orders required, reports optional); the
 // mobile frontend "app" mounted at /app with the same two API routes and
 // AppRedirectURI as its app redirect URI; the OIDC clients of Clients, and
@@ -145,6 +153,13 @@ func Config(ep Endpoints, redisURL string) *config.Config {
 			AfterLogout: after,
 			ReturnTo:    []string{after},
 			Routes: append(apiRoutes(), config.Route{
+				Prefix:      StepUpPath,
+				Upstream:    ep.OrdersURL,
+				StripPrefix: true,
+				Token:       config.TokenUser,
+				Require:     config.Require{MaxAge: StepUpMaxAge},
+				Timeout:     10 * time.Second,
+			}, config.Route{
 				// The pages: anonymous, so a logged-out visitor sees them.
 				Prefix:   "/",
 				Upstream: ep.SPAURL,

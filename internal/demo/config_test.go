@@ -42,6 +42,8 @@ func TestConfigMemory(t *testing.T) {
 	want := []config.Route{
 		{Prefix: "/api/orders", Upstream: testEndpoints.OrdersURL, StripPrefix: true, Token: config.TokenUser},
 		{Prefix: "/api/reports", Upstream: testEndpoints.ReportsURL, StripPrefix: true, Token: config.TokenUser},
+		{Prefix: demo.StepUpPath, Upstream: testEndpoints.OrdersURL, StripPrefix: true, Token: config.TokenUser,
+			Require: config.Require{MaxAge: demo.StepUpMaxAge}},
 		{Prefix: "/", Upstream: testEndpoints.SPAURL, StripPrefix: false, Token: config.TokenNone},
 	}
 	if len(fe.Routes) != len(want) {
@@ -49,7 +51,8 @@ func TestConfigMemory(t *testing.T) {
 	}
 	for i, w := range want {
 		g := fe.Routes[i]
-		if g.Prefix != w.Prefix || g.Upstream != w.Upstream || g.StripPrefix != w.StripPrefix || g.Token != w.Token || g.Timeout <= 0 {
+		if g.Prefix != w.Prefix || g.Upstream != w.Upstream || g.StripPrefix != w.StripPrefix || g.Token != w.Token || g.Timeout <= 0 ||
+			g.Require.MaxAge != w.Require.MaxAge {
 			t.Errorf("routes[%d] = %+v, want %+v", i, g, w)
 		}
 	}

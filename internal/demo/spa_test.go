@@ -33,12 +33,14 @@ func TestSPAHandler(t *testing.T) {
 	}
 
 	for _, id := range []string{"login", "logout", "user-name", "call-orders", "call-reports", "orders-result", "reports-result", "status",
-		"call-dashboard", "dashboard-result", "mobile-demo"} {
+		"call-dashboard", "dashboard-result", "mobile-demo", "call-recent", "recent-result"} {
 		if !strings.Contains(first, `id="`+id+`"`) {
 			t.Errorf("no element #%s", id)
 		}
 	}
-	for _, want := range []string{`name="bff-mount"`, "/bff/user", "'X-CSRF': '1'", "/bff/login?returnTo=", "/api/orders/", "/api/reports/", "logout_url", "session_expires_in", "Tokens never reach the browser"} {
+	for _, want := range []string{`name="bff-mount"`, "/bff/user", "'X-CSRF': '1'", "/bff/login?returnTo=", "/api/orders/", "/api/reports/", "logout_url", "session_expires_in", "Tokens never reach the browser",
+		// Step-up: the 401's acr_values and max_age go to a new login.
+		"/api/recent/", "'step_up_required'", "'acr_values=' + encodeURIComponent(body.acr_values)", "'max_age=' + encodeURIComponent(String(body.max_age))"} {
 		if !strings.Contains(first, want) {
 			t.Errorf("page lacks %q", want)
 		}
