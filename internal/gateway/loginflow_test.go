@@ -177,7 +177,13 @@ func TestSilentLoginPromptNone(t *testing.T) {
 		if got := mustURL(cb).Query().Get("error"); got != "login_required" {
 			t.Fatalf("the provider answered %s, want error=login_required", cb)
 		}
-		wantLoginError(t, b.get(cb, nil), "/web/orders", "login_required")
+		// A browser's navigation, which would get an HTML page for an
+		// unknown login: this one is known, so back to R, never a page.
+		keys := len(e.keys())
+		wantLoginError(t, b.get(cb, http.Header{"Accept": {"text/html,application/xhtml+xml"}}), "/web/orders", "login_required")
+		if b.cookie("bff-web") != nil || len(e.keys()) != keys {
+			t.Error("a silent login the provider refused left a session behind")
+		}
 	})
 
 	// What a provider with a session but a needed consent or interaction
