@@ -28,7 +28,8 @@ const demoUsage = `usage:
         frontend at any mount under it, and any post-logout URI there
   bffgate demo services [-listen ADDR] [-issuer URL]
         the two demo services and the demo page on one listener:
-        /orders/... (role user), /reports/... (role admin), /spa/... (the page)
+        /orders/... (role user), /reports/... (role admin), /payments/...
+        (role user, only tokens for payments-api), /spa/... (the page)
 `
 
 // Paths of the demo services' listener (demo services, and the all-in-one
@@ -37,7 +38,10 @@ const demoUsage = `usage:
 const (
 	demoOrdersPath  = "/orders"
 	demoReportsPath = "/reports"
-	demoSPAPath     = "/spa"
+	// demoPaymentsPath is the service that accepts only tokens exchanged
+	// for its own audience (demo.PaymentsAudience).
+	demoPaymentsPath = "/payments"
+	demoSPAPath      = "/spa"
 )
 
 // cmdDemo runs the all-in-one demo, or one of its parts when the first
@@ -142,6 +146,7 @@ func cmdDemoAll(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		Issuer:    "http://localhost:" + port(idpLn),
 	}
 	ep.OrdersURL, ep.ReportsURL, ep.SPAURL = demoServiceURLs("http://" + svcLn.Addr().String())
+	ep.PaymentsURL = "http://" + svcLn.Addr().String() + demoPaymentsPath
 
 	idp, err := newDemoIDP(ep.Issuer, []string{ep.PublicURL}, nil)
 	if err != nil {
@@ -255,9 +260,11 @@ func cmdDemoServices(ctx context.Context, args []string, stdout, stderr io.Write
   Listening on    %s
   Orders          %s/...    (needs role %s)
   Reports         %s/...   (needs role %s)
+  Payments        %s/...  (needs role %s and a token for audience %s)
   Page            %s/...
   Issuer          %s   (audiences %s)
-`, ln.Addr(), demoOrdersPath, demo.OrdersRole, demoReportsPath, demo.ReportsRole, demoSPAPath, *issuer, strings.Join(demo.ClientIDs(), ", "))
+`, ln.Addr(), demoOrdersPath, demo.OrdersRole, demoReportsPath, demo.ReportsRole, demoPaymentsPath, demo.OrdersRole, demo.PaymentsAudience,
+		demoSPAPath, *issuer, strings.Join(demo.ClientIDs(), ", "))
 	return serveDemoPart(ctx, ln, h, logger)
 }
 
@@ -283,10 +290,12 @@ func printDemoClients(w io.Writer, publicURLs []string) {
 	}
 }
 
-// newDemoServices serves the orders and reports services and the demo page
-// under demoOrdersPath, demoReportsPath and demoSPAPath; anything else is 404.
-// The services verify access tokens from issuer issued to the demo's
-// clients (demo.ClientIDs).
+// newDemoServices serves the orders, reports and payments services and the
+// demo page under demoOrdersPath, demoReportsPath, demoPaymentsPath and
+// demoSPAPath; anything else is 404. Orders and reports verify access
+// tokens from issuer issued to the demo's clients (demo.ClientIDs);
+// payments only tokens for its own audience, which the gateway obtains by
+// token exchange, so the user's own token is refused there.
 func newDemoServices(ctx context.Context, issuer string) (http.Handler, error) {
 	client := &http.Client{Timeout: 10 * time.Second}
 	mux := http.NewServeMux()
@@ -300,6 +309,11 @@ func newDemoServices(ctx context.Context, issuer string) (http.Handler, error) {
 		}
 		mountDemo(mux, svc.path, h)
 	}
+	payments, err := demo.NewService(ctx, "payments", issuer, []string{demo.PaymentsAudience}, demo.OrdersRole, client)
+	if err != nil {
+		return nil, err
+	}
+	mountDemo(mux, demoPaymentsPath, payments)
 	mountDemo(mux, demoSPAPath, demo.SPAHandler())
 	return mux, nil
 }

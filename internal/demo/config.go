@@ -38,6 +38,14 @@ const (
 	StepUpPath = "/api/recent"
 	// StepUpMaxAge is short so that the step-up shows within a minute.
 	StepUpMaxAge = 60 * time.Second
+
+	// PaymentsAudience is the payments service's name at the provider: the
+	// service accepts only tokens issued for it, which the web frontend's
+	// /api/payments route obtains by token exchange (web-bff may ask for
+	// it; ExchangeAudiences).
+	PaymentsAudience = "payments-api"
+	// PaymentsPath is the web frontend's token: exchange route.
+	PaymentsPath = "/api/payments"
 )
 
 // ClientIDs are the provider clients whose access tokens the demo services
@@ -61,6 +69,10 @@ type Endpoints struct {
 	OrdersURL  string
 	ReportsURL string
 	SPAURL     string
+	// PaymentsURL is the payments service, which accepts only tokens for
+	// PaymentsAudience. Empty: no PaymentsPath route (a provider without
+	// token exchange).
+	PaymentsURL string
 }
 
 // Config returns the demo gateway configuration: the spa frontend "web"
@@ -68,7 +80,9 @@ type Endpoints struct {
 // ReportsURL (prefix stripped, the user's token attached; the services
 // authorize by role themselves), StepUpPath -> OrdersURL for a login at most
 // StepUpMaxAge old, and / -> SPAURL (anonymous, GET and HEAD),
-// the aggregate DashboardPath (orders required, reports optional); the
+// the aggregate DashboardPath (orders required, reports optional), and
+// with a PaymentsURL the token: exchange route PaymentsPath -> PaymentsURL
+// (a token for PaymentsAudience exchanged for the user's); the
 // mobile frontend "app" mounted at /app with the same two API routes and
 // AppRedirectURI as its app redirect URI; the OIDC clients of Clients, and
 // in-memory sessions, or Redis at redisURL when it is not empty.
@@ -134,6 +148,17 @@ func Config(ep Endpoints, redisURL string) *config.Config {
 			Scopes:       []string{"openid", "profile", "email", "offline_access"},
 		}
 	}
+	webRoutes := apiRoutes()
+	if ep.PaymentsURL != "" {
+		webRoutes = append(webRoutes, config.Route{
+			Prefix:      PaymentsPath,
+			Upstream:    ep.PaymentsURL,
+			StripPrefix: true,
+			Token:       config.TokenExchange,
+			Exchange:    &config.Exchange{Audience: PaymentsAudience},
+			Timeout:     10 * time.Second,
+		})
+	}
 	return &config.Config{
 		Server: config.Server{
 			Listen:            listen,
@@ -152,7 +177,7 @@ func Config(ep Endpoints, redisURL string) *config.Config {
 			AfterLogin:  after,
 			AfterLogout: after,
 			ReturnTo:    []string{after},
-			Routes: append(apiRoutes(), config.Route{
+			Routes: append(webRoutes, config.Route{
 				Prefix:      StepUpPath,
 				Upstream:    ep.OrdersURL,
 				StripPrefix: true,
@@ -192,7 +217,8 @@ func Config(ep Endpoints, redisURL string) *config.Config {
 // Clients returns the provider clients matching Config: web-bff with the
 // redirect URI PublicURL/web/bff/callback and the post-logout redirect URI
 // PublicURL/web/, then app-bff with PublicURL/app/bff/callback and
-// PublicURL/web/mobile.html.
+// PublicURL/web/mobile.html. web-bff may exchange its users' tokens for
+// PaymentsAudience.
 func Clients(ep Endpoints) []Client {
 	public := strings.TrimSuffix(ep.PublicURL, "/")
 	return []Client{{
@@ -200,6 +226,7 @@ func Clients(ep Endpoints) []Client {
 		Secret:                 WebClientSecret,
 		RedirectURIs:           []string{public + WebMount + "/bff/callback"},
 		PostLogoutRedirectURIs: []string{public + WebMount + "/"},
+		ExchangeAudiences:      []string{PaymentsAudience},
 	}, {
 		ID:                     AppClientID,
 		Secret:                 AppClientSecret,

@@ -163,3 +163,33 @@ func TestConfigMobileAndDashboard(t *testing.T) {
 		t.Errorf("ClientIDs %v", demo.ClientIDs())
 	}
 }
+
+// With a payments service, the web frontend gets the token: exchange route
+// to it, web-bff may ask the provider for its audience, and the result is
+// a valid configuration.
+func TestConfigPaymentsExchangeRoute(t *testing.T) {
+	ep := testEndpoints
+	ep.PaymentsURL = "http://127.0.0.1:9004"
+	cfg := demo.Config(ep, "")
+	i := slices.IndexFunc(cfg.Frontends[0].Routes, func(r config.Route) bool { return r.Prefix == demo.PaymentsPath })
+	if i < 0 {
+		t.Fatalf("no %s route: %+v", demo.PaymentsPath, cfg.Frontends[0].Routes)
+	}
+	r := cfg.Frontends[0].Routes[i]
+	if r.Token != config.TokenExchange || r.Upstream != ep.PaymentsURL || r.Exchange == nil || r.Exchange.Audience != demo.PaymentsAudience {
+		t.Errorf("payments route %+v", r)
+	}
+	cfg.ApplyDefaults()
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if web := demo.Clients(ep)[0]; web.ID != demo.WebClientID || !slices.Equal(web.ExchangeAudiences, []string{demo.PaymentsAudience}) {
+		t.Errorf("web client %+v may not exchange for %s", web, demo.PaymentsAudience)
+	}
+	if app := demo.Clients(ep)[1]; len(app.ExchangeAudiences) != 0 {
+		t.Errorf("app client may exchange: %v", app.ExchangeAudiences)
+	}
+	if slices.ContainsFunc(demo.Config(testEndpoints, "").Frontends[0].Routes, func(r config.Route) bool { return r.Token == config.TokenExchange }) {
+		t.Error("an exchange route without a payments service")
+	}
+}

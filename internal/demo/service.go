@@ -117,7 +117,9 @@ func (s *service) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	respond(w, r, s.name, claims.Subject, claims.Roles, "verified your access token itself", nil)
+	// The audience shows on the demo page why payments takes only the
+	// exchanged token and orders only the user's own.
+	respond(w, r, s.name, claims.Subject, claims.Roles, "verified your access token itself", map[string]any{"audience": tok.Audience})
 }
 
 // respond writes a service's 200 answer: who called, with what, some demo
@@ -143,6 +145,11 @@ func respond(w http.ResponseWriter, r *http.Request, name, subject string, roles
 			{"id": "A-1001", "item": "Espresso beans, 1 kg", "quantity": 2, "status": "shipped"},
 			{"id": "A-1002", "item": "Burr grinder", "quantity": 1, "status": "processing"},
 			{"id": "A-1003", "item": "Milk jug", "quantity": 1, "status": "delivered"},
+		}
+	case "payments":
+		body["payments"] = []map[string]any{
+			{"id": "P-301", "to": "Roastery Ltd", "amount": "42.00 EUR", "status": "settled"},
+			{"id": "P-302", "to": "Grinder Co", "amount": "189.00 EUR", "status": "pending"},
 		}
 	case "reports":
 		body["report"] = map[string]any{

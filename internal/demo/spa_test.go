@@ -33,7 +33,7 @@ func TestSPAHandler(t *testing.T) {
 	}
 
 	for _, id := range []string{"login", "logout", "user-name", "call-orders", "call-reports", "orders-result", "reports-result", "status",
-		"call-dashboard", "dashboard-result", "mobile-demo", "call-recent", "recent-result"} {
+		"call-dashboard", "dashboard-result", "mobile-demo", "call-recent", "recent-result", "call-payments", "payments-result"} {
 		if !strings.Contains(first, `id="`+id+`"`) {
 			t.Errorf("no element #%s", id)
 		}
