@@ -26,6 +26,11 @@ import (
 )
 
 const (
+	// nonceBytes makes the OIDC nonce 43 characters (base64url of 256
+	// bits), within the 64 that profile fapi2 allows (FAPI 2.0 providers
+	// need not accept longer ones), for every profile alike. auth_params
+	// cannot replace it: config refuses auth_params.nonce.
+	nonceBytes = 32
 	// loginTTL bounds how long a user may take at the provider.
 	loginTTL = 10 * time.Minute
 	// handoffTTL is the life of a mobile one-time handoff code (SPEC §3).
@@ -92,7 +97,7 @@ func (b *BFF) login(c echo.Context) error {
 	q := c.Request().URL.Query()
 	p := pendingLogin{
 		State:    b.newState(c.Request()),
-		Nonce:    randomString(32),
+		Nonce:    randomString(nonceBytes),
 		Verifier: oauth2.GenerateVerifier(),
 		ReturnTo: q.Get("returnTo"),
 	}
@@ -149,6 +154,16 @@ func (b *BFF) login(c echo.Context) error {
 	}
 	if p.MaxAge != nil {
 		opts = append(opts, oauth2.SetAuthURLParam("max_age", strconv.FormatInt(*p.MaxAge, 10)))
+	}
+	// RFC 9449 section 10: the provider binds the code to the session's
+	// key, so a stolen code is useless without it. With PAR it is pushed
+	// with the rest.
+	dpopKey, err := b.loginDPoPKey(p.State)
+	if err != nil {
+		return err
+	}
+	if dpopKey != nil {
+		opts = append(opts, oauth2.SetAuthURLParam("dpop_jkt", dpopKey.Thumbprint()))
 	}
 	target, err := b.authorizeURL(c.Request().Context(), meta, meta.oauth.AuthCodeURL(p.State, opts...))
 	if err != nil {
@@ -291,16 +306,23 @@ func (b *BFF) callback(c echo.Context) error {
 		return b.failLogin(c, &p, LoginInvalidResponse, "", badRequest("the callback's iss parameter does not name this frontend's provider"))
 	}
 	if b.fe.OIDC.Profile == config.ProfileFAPI2 && !q.Has("iss") {
-		return loginFail(LoginInvalidResponse, badRequest("the callback has no iss parameter, which profile fapi2 requires (RFC 9207)"))
+		return b.failLogin(c, &p, LoginInvalidResponse, "", badRequest("the callback has no iss parameter, which profile fapi2 requires (RFC 9207)"))
 	}
-	// DPoP: the session's own key, made now and kept with its tokens.
-	dpopKey, dpopDER, err := b.newSessionDPoPKey()
+	// DPoP: the session's own key, the one /login sent the thumbprint of,
+	// kept with its tokens from now on.
+	dpopKey, err := b.loginDPoPKey(p.State)
 	if err != nil {
-		return err
+		return b.failLogin(c, &p, LoginInternal, "", httperr.Wrap(http.StatusInternalServerError, httperr.CodeInternal, "the session's DPoP key", err))
+	}
+	var dpopDER []byte
+	if dpopKey != nil {
+		if dpopDER, err = dpopKey.Marshal(); err != nil {
+			return b.failLogin(c, &p, LoginInternal, "", httperr.Wrap(http.StatusInternalServerError, httperr.CodeInternal, "the session's DPoP key", err))
+		}
 	}
 	tok, err := b.tokens.exchangeCode(ctx, meta, code, p.Verifier, dpopKey)
 	if errors.Is(err, errBearerDowngrade) {
-		return loginFail(LoginInvalidResponse, httperr.Wrap(http.StatusUnauthorized, httperr.CodeUnauthenticated, "the identity provider did not bind the token to DPoP", err))
+		return b.failLogin(c, &p, LoginInvalidResponse, "", httperr.Wrap(http.StatusUnauthorized, httperr.CodeUnauthenticated, "the identity provider did not bind the token to DPoP", err))
 	}
 	if err != nil {
 		var re *oauth2.RetrieveError

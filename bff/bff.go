@@ -6,6 +6,7 @@ package bff
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -61,6 +62,11 @@ type Deps struct {
 	// Propagator writes the trace context on outgoing calls; nil is W3C
 	// traceparent.
 	Propagator propagation.TextMapPropagator
+	// KeySecret is a secret every instance shares (the sealing cookie key
+	// pair), from which DPoP frontends derive their keys: the frontend's
+	// client key, and each login's session key. Nil means a random secret
+	// per BFF (right only for a single instance).
+	KeySecret []byte
 }
 
 // BFF serves one frontend.
@@ -82,6 +88,8 @@ type BFF struct {
 	tokens    *tokenClient  // every request to the token, PAR and revocation endpoints
 	// upstreamNonces are the upstreams' latest DPoP-Nonce, per origin.
 	upstreamNonces sync.Map
+	// keySecret is Deps.KeySecret, or random (see there).
+	keySecret []byte
 }
 
 // New builds the BFF for fe (already defaulted and validated).
@@ -121,13 +129,18 @@ func New(fe config.Frontend, d Deps) (*BFF, error) {
 		d.PublicURL = pub.Scheme + "://" + host
 	}
 	b := &BFF{
-		fe:      fe,
-		base:    strings.TrimSuffix(fe.Mount, "/"),
-		secure:  pub.Scheme == "https",
-		deps:    d,
-		log:     d.Logger.With(slog.String("frontend", fe.Name)),
-		now:     d.Now,
-		binding: fe.Kind + ":" + fe.Name,
+		fe:        fe,
+		base:      strings.TrimSuffix(fe.Mount, "/"),
+		secure:    pub.Scheme == "https",
+		deps:      d,
+		log:       d.Logger.With(slog.String("frontend", fe.Name)),
+		now:       d.Now,
+		binding:   fe.Kind + ":" + fe.Name,
+		keySecret: d.KeySecret,
+	}
+	if len(b.keySecret) == 0 {
+		b.keySecret = make([]byte, 32)
+		_, _ = rand.Read(b.keySecret) // never fails (crypto/rand)
 	}
 	if b.publicURL, err = url.Parse(d.PublicURL); err != nil {
 		return nil, fmt.Errorf("public url: %w", err)
@@ -149,7 +162,9 @@ func New(fe config.Frontend, d Deps) (*BFF, error) {
 		b.provider.signingAlgs = fapi2SigningAlgs
 	}
 	b.refresh = newRefresher(b)
-	b.client = newClientTokens(b)
+	if b.client, err = newClientTokens(b); err != nil {
+		return nil, fmt.Errorf("frontend %q: %w", fe.Name, err)
+	}
 	b.exchange = newExchanger(b)
 	if err := b.buildRoutes(); err != nil {
 		return nil, fmt.Errorf("frontend %q: %w", fe.Name, err)
@@ -291,11 +306,11 @@ func (b *BFF) routeHandler(rt config.Route, p http.Handler) echo.HandlerFunc {
 			if err := checkClaims(sess.Claims, rt.Require.Claims); err != nil {
 				return err
 			}
-			token, err := b.client.token(r.Context())
+			ctx, err := b.client.forward(r.Context())
 			if err != nil {
 				return err
 			}
-			p.ServeHTTP(c.Response(), r.WithContext(proxy.WithToken(r.Context(), token)))
+			p.ServeHTTP(c.Response(), r.WithContext(ctx))
 			return nil
 		}
 		sess, err = b.refresh.ensureFresh(r.Context(), sess)

@@ -14,6 +14,8 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/bffgate/bffgate/bff/httperr"
+	"github.com/bffgate/bffgate/bff/proxy"
+	"github.com/bffgate/bffgate/dpop"
 	"github.com/bffgate/bffgate/sessions"
 )
 
@@ -39,6 +41,9 @@ type clientTokens struct {
 	b       *BFF
 	name    string // shared value name: one per frontend and client
 	backoff string // shared name of the back-off record
+	// key binds the client token (DPoP) and signs the proofs of every
+	// call that sends it; nil without DPoP.
+	key *dpop.Key
 
 	flights flights[sharedToken]
 	mu      sync.RWMutex // guards cached, retryAt and lastErr
@@ -62,12 +67,26 @@ type clientBackoff struct {
 	Refused bool          `json:"refused"` // the provider answered and refused
 }
 
-func newClientTokens(b *BFF) *clientTokens {
+func newClientTokens(b *BFF) (*clientTokens, error) {
 	// The provider and client are part of the name: a reload that points
 	// the frontend at another client must not reuse the old client's token.
-	sum := sha256.Sum256([]byte(b.fe.OIDC.Issuer + "\x00" + b.fe.OIDC.ClientID))
-	name := "client-token:" + b.fe.Name + ":" + hex.EncodeToString(sum[:8])
-	return &clientTokens{b: b, name: name, backoff: name + ":backoff"}
+	id := b.fe.OIDC.Issuer + "\x00" + b.fe.OIDC.ClientID
+	c := &clientTokens{b: b}
+	if b.fe.OIDC.UsesDPoP() {
+		key, err := b.deriveDPoPKey("client\x00" + id)
+		if err != nil {
+			return nil, fmt.Errorf("the client DPoP key: %w", err)
+		}
+		c.key = key
+		// The token is bound to the key: instances that derive another key
+		// (cookie keys being rotated one instance at a time) must not take
+		// each other's token, so each key has its own record.
+		id += "\x00" + key.Thumbprint()
+	}
+	sum := sha256.Sum256([]byte(id))
+	c.name = "client-token:" + b.fe.Name + ":" + hex.EncodeToString(sum[:8])
+	c.backoff = c.name + ":backoff"
+	return c, nil
 }
 
 // margin: refresh_margin, at most half the token's lifetime.
@@ -105,6 +124,16 @@ func (c *clientTokens) keep(t sharedToken) {
 		c.cached = t
 	}
 	c.mu.Unlock()
+}
+
+// forward returns ctx with the client token to send upstream, and its DPoP
+// key when the frontend uses DPoP.
+func (c *clientTokens) forward(ctx context.Context) (context.Context, error) {
+	token, err := c.token(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return withDPoPKey(proxy.WithToken(ctx, token), c.key), nil
 }
 
 // token returns a client access token that may be sent.
@@ -272,7 +301,7 @@ func (c *clientTokens) fetch(ctx context.Context) (t sharedToken, refused bool, 
 		return sharedToken{}, false, errProviderUnavailable(err)
 	}
 	pctx, cancel := context.WithTimeout(ctx, c.b.deps.ProviderTimeout)
-	tok, err := c.b.tokens.clientCredentials(pctx, meta, nil, nil)
+	tok, err := c.b.tokens.clientCredentials(pctx, meta, nil, c.key)
 	cancel()
 	if err != nil {
 		var re *oauth2.RetrieveError

@@ -31,20 +31,32 @@ func (b *BFF) sessionDPoPKey(ctx context.Context, s *sessions.Session) *dpop.Key
 	return k
 }
 
-// newSessionDPoPKey makes a new session's key; nil without DPoP.
-func (b *BFF) newSessionDPoPKey() (*dpop.Key, []byte, error) {
+// deriveDPoPKey is the frontend's DPoP key for purpose. Every instance
+// derives the same key from the secret they already share (the sealing
+// cookie key pair), so they agree on it with no store round trip and no
+// race over which one creates it. The alternative, a key created once in
+// the store with SET NX, would need its own encryption key for rest, which
+// could only come from that same secret, plus a read before the first use.
+// Rotating the first cookie key pair changes every derived key: a new
+// client token is fetched for the new client key, and a login begun before
+// the rotation on one instance and finished after it on another fails
+// (the code is bound to the old key) and is simply retried.
+func (b *BFF) deriveDPoPKey(purpose string) (*dpop.Key, error) {
+	return dpop.DeriveKey(b.keySecret, "bffgate\x00"+b.fe.Name+"\x00"+purpose)
+}
+
+// loginDPoPKey is the DPoP key of the session a login makes, nil without
+// DPoP. It is derived from the login's state, so that /login can send its
+// thumbprint (dpop_jkt, RFC 9449 section 10: the code is bound to it) while
+// writing nothing to the store and giving the browser no key, and the
+// callback, on any instance, can make the same key again. The state is
+// random per login, so no two sessions share a key; the session keeps its
+// key (encrypted) from then on.
+func (b *BFF) loginDPoPKey(state string) (*dpop.Key, error) {
 	if !b.fe.OIDC.UsesDPoP() {
-		return nil, nil, nil
+		return nil, nil
 	}
-	k, err := dpop.GenerateKey()
-	if err != nil {
-		return nil, nil, err
-	}
-	der, err := k.Marshal()
-	if err != nil {
-		return nil, nil, err
-	}
-	return k, der, nil
+	return b.deriveDPoPKey("login\x00" + state)
 }
 
 type dpopKeyCtx struct{}

@@ -46,19 +46,19 @@ func (b *BFF) optionalUserHandler(rt config.Route, p http.Handler) echo.HandlerF
 		if err != nil {
 			return err
 		}
-		var token string
+		ctx := r.Context()
 		switch {
 		case sess != nil:
-			if sess, err = b.refresh.ensureFresh(r.Context(), sess); err != nil {
+			if sess, err = b.refresh.ensureFresh(ctx, sess); err != nil {
 				return err
 			}
-			token = sess.AccessToken
+			ctx = withDPoPKey(proxy.WithToken(ctx, sess.AccessToken), b.sessionDPoPKey(ctx, sess.Session))
 		case rt.Token == config.TokenUserOrClient:
-			if token, err = b.client.token(r.Context()); err != nil {
+			if ctx, err = b.client.forward(ctx); err != nil {
 				return err
 			}
 		}
-		p.ServeHTTP(c.Response(), r.WithContext(proxy.WithToken(r.Context(), token)))
+		p.ServeHTTP(c.Response(), r.WithContext(ctx))
 		return nil
 	}
 }

@@ -14,9 +14,10 @@ const msgNoFrontends = "no frontend configured: add *.yaml files to frontends_di
 var nameRE = regexp.MustCompile(`^[a-z0-9-]+$`)
 
 // reservedAuthParams are the authorize parameters the gateway sets itself;
-// letting auth_params replace them would undo PKCE, state or nonce.
+// letting auth_params replace them would undo PKCE, state, the nonce (and
+// with it the 64-character limit of profile fapi2) or the code's DPoP binding.
 var reservedAuthParams = []string{
-	"client_id", "code_challenge", "code_challenge_method", "nonce", "redirect_uri",
+	"client_id", "code_challenge", "code_challenge_method", "dpop_jkt", "nonce", "redirect_uri",
 	"request", "request_uri", "response_mode", "response_type", "scope", "state",
 }
 

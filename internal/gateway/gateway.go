@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"net/http"
 	"runtime"
+	"slices"
 	"strings"
 	"time"
 
@@ -155,6 +156,8 @@ func New(cfg *config.Config, o Options) (*Gateway, error) {
 		ProviderTimeout: cfg.Sessions.ProviderTimeout,
 		TrustedProxies:  trusted,
 		Observer:        g.metrics,
+		// The sealing pair is what every instance is sure to share.
+		KeySecret: slices.Concat(keys[0].Hash, keys[0].Block),
 	})
 	if err != nil {
 		return nil, err
