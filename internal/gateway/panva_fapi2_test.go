@@ -31,7 +31,7 @@ type dpopUpstream struct {
 	challenges int        // 401 answers
 }
 
-type seenCall struct{ sub, jkt, token string }
+type seenCall struct{ sub, jkt, token, htu string }
 
 func newDPoPUpstream(t *testing.T, op *panva.Provider) *dpopUpstream {
 	u := &dpopUpstream{}
@@ -47,7 +47,7 @@ func newDPoPUpstream(t *testing.T, op *panva.Provider) *dpopUpstream {
 		ti := dpop.ClaimsFrom(r.Context()).(panva.TokenInfo)
 		tok, _ := dpop.AccessToken(r)
 		u.mu.Lock()
-		u.seen = append(u.seen, seenCall{sub: ti.Sub, jkt: ti.JKT, token: tok})
+		u.seen = append(u.seen, seenCall{sub: ti.Sub, jkt: ti.JKT, token: tok, htu: dpop.ProofFrom(r.Context()).HTU})
 		u.mu.Unlock()
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write([]byte(`{"ok":true}`))
@@ -211,7 +211,14 @@ func TestPanvaFAPI2(t *testing.T) {
 // replica starts another gateway on e's (possibly changed) config and store.
 func (e *panvaEnv) replica(t testing.TB) string {
 	t.Helper()
-	gw, err := gateway.New(e.cfg, gateway.Options{})
+	return e.replicaWith(t, gateway.Options{})
+}
+
+// replicaWith is replica with o (for instance a provider client that
+// records or rewrites what the provider is told).
+func (e *panvaEnv) replicaWith(t testing.TB, o gateway.Options) string {
+	t.Helper()
+	gw, err := gateway.New(e.cfg, o)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -39,6 +39,12 @@ type panvaEnv struct {
 // clients(public) returns, then the gateway with the frontend fe(issuer).
 func newPanvaEnv(t testing.TB, o panva.Options, clients func(public string) []map[string]any, fe func(issuer string, orders string) config.Frontend) *panvaEnv {
 	t.Helper()
+	return newPanvaEnvWith(t, o, gateway.Options{}, clients, fe)
+}
+
+// newPanvaEnvWith is newPanvaEnv with the gateway built with gwo.
+func newPanvaEnvWith(t testing.TB, o panva.Options, gwo gateway.Options, clients func(public string) []map[string]any, fe func(issuer string, orders string) config.Frontend) *panvaEnv {
+	t.Helper()
 	e := &panvaEnv{t: t}
 	srv := httptest.NewUnstartedServer(nil)
 	e.public = "http://" + srv.Listener.Addr().String()
@@ -68,7 +74,7 @@ func newPanvaEnv(t testing.TB, o panva.Options, clients func(public string) []ma
 	if err := e.cfg.Validate(); err != nil {
 		t.Fatalf("test config invalid: %v", err)
 	}
-	gw, err := gateway.New(e.cfg, gateway.Options{})
+	gw, err := gateway.New(e.cfg, gwo)
 	if err != nil {
 		t.Fatal(err)
 	}
