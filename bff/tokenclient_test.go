@@ -277,3 +277,117 @@ func TestTokenClientDPoP(t *testing.T) {
 		}
 	})
 }
+
+// The token-exchange grant (RFC 8693) goes through the same client: its
+// form, the frontend's client authentication, and with a DPoP key a proof
+// and the one nonce retry. A fake provider, because the zitadel OP in the
+// gateway tests does no DPoP, and oidc-provider has no token exchange. A
+// Bearer answer is accepted here (the provider decides per audience).
+func TestTokenClientExchange(t *testing.T) {
+	key, _ := dpop.GenerateKey()
+	ec, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tc := func(t *testing.T, hc *http.Client) *tokenClient {
+		tc, err := newTokenClient(config.OIDC{ClientID: "web-bff", ClientAuth: config.PrivateKeyJWT, PrivateKeyPath: writeKey(t, ec)}, hc, time.Now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tc
+	}
+	tests := []struct {
+		name     string
+		x        config.Exchange
+		key      *dpop.Key
+		answer   string // token_type answered
+		wantForm url.Values
+	}{
+		{
+			name: "audience, resource and scopes, DPoP-bound answer", key: key, answer: "DPoP",
+			x:        config.Exchange{Audience: "payments-api", Resource: "https://payments.internal/", Scopes: []string{"pay.read", "pay.write"}},
+			wantForm: url.Values{"audience": {"payments-api"}, "resource": {"https://payments.internal/"}, "scope": {"pay.read pay.write"}},
+		},
+		{
+			name: "resource only, Bearer answer to a DPoP request", key: key, answer: "Bearer",
+			x:        config.Exchange{Resource: "https://ledger.internal/"},
+			wantForm: url.Values{"resource": {"https://ledger.internal/"}},
+		},
+		{
+			name: "without DPoP", answer: "Bearer",
+			x:        config.Exchange{Audience: "payments-api"},
+			wantForm: url.Values{"audience": {"payments-api"}},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var (
+				mu       sync.Mutex
+				proof    *dpop.Proof
+				proofErr error
+			)
+			srv := newFakeTokenEndpoint(t, func(i int, w http.ResponseWriter, r *http.Request) {
+				if tt.key != nil && i == 1 {
+					mu.Lock()
+					proof, proofErr = (&dpop.Verifier{}).Check(r, "", "")
+					mu.Unlock()
+				}
+				if tt.key != nil && i == 0 {
+					w.Header().Set("DPoP-Nonce", "n-1")
+					w.WriteHeader(http.StatusBadRequest)
+					_, _ = w.Write([]byte(`{"error":"use_dpop_nonce"}`))
+					return
+				}
+				tokenAnswer(w, tt.answer)
+			})
+			tok, err := tc(t, srv.Client()).exchange(context.Background(), testMeta(srv.URL), "user-at", tt.x, tt.key)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tok.AccessToken != "at-1" || tok.TokenType != tt.answer {
+				t.Fatalf("token %+v", tok)
+			}
+			wantRequests := 1
+			if tt.key != nil {
+				wantRequests = 2
+			}
+			if len(srv.forms) != wantRequests {
+				t.Fatalf("%d requests, want %d", len(srv.forms), wantRequests)
+			}
+			form, hdr := srv.forms[len(srv.forms)-1], srv.hdrs[len(srv.hdrs)-1]
+			want := url.Values{
+				"grant_type":           {"urn:ietf:params:oauth:grant-type:token-exchange"},
+				"subject_token":        {"user-at"},
+				"subject_token_type":   {"urn:ietf:params:oauth:token-type:access_token"},
+				"requested_token_type": {"urn:ietf:params:oauth:token-type:access_token"},
+			}
+			for k, v := range tt.wantForm {
+				want[k] = v
+			}
+			for k, v := range want {
+				if got := form[k]; len(got) != 1 || got[0] != v[0] {
+					t.Errorf("%s = %q, want %q", k, got, v[0])
+				}
+			}
+			for _, k := range []string{"audience", "resource", "scope"} {
+				if _, asked := want[k]; !asked && form.Has(k) {
+					t.Errorf("%s sent although not configured: %q", k, form.Get(k))
+				}
+			}
+			if form.Get("client_assertion") == "" || form.Has("client_secret") {
+				t.Errorf("client authentication: form %v", form)
+			}
+			if tt.key == nil {
+				if hdr.Get("DPoP") != "" {
+					t.Error("DPoP proof without a key")
+				}
+				return
+			}
+			if srv.forms[0].Get("client_assertion") == form.Get("client_assertion") {
+				t.Error("the nonce retry reused the client assertion")
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if proofErr != nil || proof == nil || proof.Thumbprint != key.Thumbprint() || proof.Nonce != "n-1" {
+				t.Errorf("retry proof %+v, %v: want the session key's, with the provider's nonce", proof, proofErr)
+			}
+		})
+	}
+}
