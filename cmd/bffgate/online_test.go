@@ -3,8 +3,11 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -86,5 +89,55 @@ frontends:
 				t.Errorf("stderr: %s", errb.String())
 			}
 		})
+	}
+}
+
+// -online says whether each provider offers the token-exchange grant that
+// a frontend's token: exchange routes need: the zitadel OP does; a
+// provider whose discovery leaves it out (a fake: no real one here lacks
+// it and still serves discovery) gets a warning, which does not fail the
+// check, since discovery does not say what a client is allowed.
+func TestCheckOnlineTokenExchangeGrant(t *testing.T) {
+	issuer := oidctest.StartIDP(t, []demo.Client{{ID: "web-bff", Secret: "s", RedirectURIs: []string{"http://127.0.0.1:8080/web/bff/callback"}}}, demo.IDPOptions{})
+	var without string
+	fake := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		switch r.URL.Path {
+		case "/.well-known/openid-configuration":
+			_ = json.NewEncoder(w).Encode(map[string]any{
+				"issuer": without, "authorization_endpoint": without + "/auth", "token_endpoint": without + "/token",
+				"jwks_uri": without + "/keys", "grant_types_supported": []string{"authorization_code", "refresh_token"},
+			})
+		case "/keys":
+			_, _ = w.Write([]byte(`{"keys":[{"kty":"EC","crv":"P-256","x":"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU","y":"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"}]}`))
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	t.Cleanup(fake.Close)
+	without = fake.URL
+	route := `routes: [{prefix: /api/pay, upstream: "http://pay.internal", token: exchange, exchange: {audience: pay}}]`
+	for _, tt := range []struct {
+		issuer, want string
+	}{
+		{issuer, "online: frontend f0: token exchange (routes /api/pay): ok"},
+		{without, "online: frontend f0: token exchange (routes /api/pay): WARNING: grant_types_supported lacks urn:ietf:params:oauth:grant-type:token-exchange"},
+	} {
+		cfg := filepath.Join(t.TempDir(), "gateway.yaml")
+		body := fmt.Sprintf(`server: {public_url: "http://127.0.0.1:8080"}
+sessions: {store: memory}
+frontends:
+  - {name: f0, mount: /f0, oidc: {issuer: %q, client_id: web-bff, client_secret: s}, %s}
+`, tt.issuer, route)
+		if err := os.WriteFile(cfg, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		var out, errb bytes.Buffer
+		if code := run(context.Background(), []string{"check", "-online", "-config", cfg}, &out, &errb); code != exitOK {
+			t.Errorf("%s: exit %d\n%s%s", tt.issuer, code, out.String(), errb.String())
+		}
+		if !strings.Contains(out.String(), tt.want) {
+			t.Errorf("output lacks %q:\n%s", tt.want, out.String())
+		}
 	}
 }
