@@ -162,6 +162,7 @@ func Start(ctx context.Context, dir, cfgFile string, o Options, stderr io.Writer
 	cmd := exec.Command("node", "launcher.js", cfgFile)
 	cmd.Dir = dir
 	cmd.Stderr = stderr
+	dieWithParent(cmd)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		return nil, err
