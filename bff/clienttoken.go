@@ -305,6 +305,12 @@ func (c *clientTokens) fetch(ctx context.Context) (t sharedToken, refused bool, 
 	cancel()
 	if err != nil {
 		var re *oauth2.RetrieveError
+		if errors.Is(err, errBearerDowngrade) {
+			// The provider answered, with a token this frontend may not
+			// send: asking again soon will not change that.
+			c.b.log.ErrorContext(ctx, "the provider returned a Bearer client token to a DPoP request", "error", err)
+			return sharedToken{}, true, refusedClientToken(err)
+		}
 		if errors.As(err, &re) && re.Response != nil && re.Response.StatusCode < 500 {
 			c.b.log.ErrorContext(ctx, "the provider refused the client credentials grant", "error_code", re.ErrorCode, "status", re.Response.StatusCode)
 			return sharedToken{}, true, refusedClientToken(err)

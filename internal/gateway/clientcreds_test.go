@@ -243,3 +243,49 @@ func plantSession(t *testing.T, e *env, frontend string) string {
 	}
 	return ref
 }
+
+// The zitadel example OP issues no DPoP-bound tokens: it answers a token
+// request that carries a DPoP proof with a Bearer token, so with dpop: true
+// it is a real provider that downgrades. The login fails like any callback
+// failure, and a client route is refused without reaching its upstream
+// (and without asking the provider again within the back-off).
+func TestDPoPFrontendRefusesBearerTokens(t *testing.T) {
+	var grants tokenGrants
+	logs := &logBuffer{}
+	e := newEnv(t, withIDPWrap(grants.wrap), withLogBuffer(logs), withClientRoute(func(c *config.Config) {
+		c.Frontends[0].OIDC.DPoP = true
+	}))
+	b := e.browser()
+	resp := b.get(b.callback(t, "/web/bff/login", e.admin()), nil)
+	if resp.StatusCode != http.StatusFound || resp.Header.Get("Location") != "/web/?error=login_failed" {
+		t.Fatalf("callback: %d to %q, want 302 to /web/?error=login_failed: %s", resp.StatusCode, resp.Header.Get("Location"), readBody(resp))
+	}
+	var refused bool
+	for _, l := range logs.lines(t) {
+		if l["event"] == "login_failed" {
+			refused = l["reason"] == "invalid_response" && strings.Contains(l["error"].(string), "Bearer token to a DPoP token request")
+		}
+	}
+	if !refused {
+		t.Fatalf("no login_failed line for the Bearer token:\n%s", logs.String())
+	}
+	if resp := b.get("/web/bff/user", http.Header{"X-CSRF": {"1"}}); resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("user after the refused login: %d, want 401", resp.StatusCode)
+	}
+
+	ref := plantSession(t, e, "web")
+	b.Jar.SetCookies(mustURL(e.public+"/"), []*http.Cookie{{Name: "bff-web", Value: ref}})
+	before := e.orders.count()
+	errorCode(t, b.api(http.MethodGet, "/web/api/svc/x"), http.StatusBadGateway, "upstream_unavailable")
+	first := grants.count("client_credentials")
+	if first == 0 {
+		t.Fatal("no client_credentials grant was asked for")
+	}
+	errorCode(t, b.api(http.MethodGet, "/web/api/svc/x"), http.StatusBadGateway, "upstream_unavailable")
+	if n := grants.count("client_credentials"); n != first {
+		t.Errorf("%d more client_credentials grants within the back-off, want none", n-first)
+	}
+	if e.orders.count() != before {
+		t.Error("a Bearer client token reached the upstream of a DPoP frontend")
+	}
+}
