@@ -13,9 +13,13 @@ import (
 	"testing"
 	"time"
 
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+
+	"github.com/bffgate/bffgate/bff"
 	"github.com/bffgate/bffgate/config"
 	"github.com/bffgate/bffgate/internal/demo"
 	"github.com/bffgate/bffgate/internal/faultidp"
+	"github.com/bffgate/bffgate/internal/observe/observetest"
 )
 
 // Issue 12 item 2: token: exchange routes (RFC 8693). The demo provider is
@@ -340,4 +344,58 @@ func (s *subjectLog) all() []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return slices.Clone(s.subjects)
+}
+
+// An exchange is traced as session.token_exchange (route named) with the
+// provider call as its child, counted by outcome, and no span carries the
+// user's or the exchanged token.
+func TestExchangeIsTracedAndCounted(t *testing.T) {
+	rec := tracetest.NewSpanRecorder()
+	e := newEnv(t, withSpanRecorder(rec), withConfig(withExchangeRoutes(nil)))
+	b := e.browser()
+	b.login("/web", e.admin())
+	user := e.session("web", b.cookie("bff-web").Value)
+	for range 2 {
+		if resp := b.api(http.MethodGet, "/web/api/pay/1"); resp.StatusCode != http.StatusOK {
+			t.Fatalf("status %d %s", resp.StatusCode, readBody(resp))
+		}
+	}
+	exchanged := upstreamBearer(t, e.orders)
+	errorCode(t, b.api(http.MethodGet, "/web/api/ledger/1"), http.StatusForbidden, "token_exchange_failed")
+
+	x := waitSpan(t, rec, bff.SpanExchange)
+	route := ""
+	for _, a := range x.Attributes() {
+		if a.Key == "bffgate.route" {
+			route = a.Value.AsString()
+		}
+	}
+	if route != "/api/pay" && route != "/api/ledger" {
+		t.Errorf("exchange span route %q", route)
+	}
+	children := 0
+	for _, s := range rec.Ended() {
+		if s.Parent().SpanID() == x.SpanContext().SpanID() && strings.HasPrefix(s.Name(), "provider ") {
+			children++
+		}
+	}
+	if children == 0 {
+		t.Error("the exchange span has no provider call as its child")
+	}
+	for _, s := range rec.Ended() {
+		text := spanText(s)
+		for name, v := range map[string]string{"user token": user.AccessToken, "exchanged token": exchanged} {
+			if strings.Contains(text, v) || strings.Contains(text, strings.Split(v, ".")[2]) {
+				t.Errorf("span %s carries the %s", s.Name(), name)
+			}
+		}
+	}
+
+	for outcome, want := range map[string]float64{"ok": 1, "refused": 1} {
+		route := map[string]string{"ok": "/api/pay", "refused": "/api/ledger"}[outcome]
+		if got := observetest.Value(t, e.gw.Registry, "bffgate_token_exchanges_total",
+			map[string]string{"frontend": "web", "route": route, "outcome": outcome}); got != want {
+			t.Errorf("bffgate_token_exchanges_total{route=%q,outcome=%q} = %v, want %v", route, outcome, got, want)
+		}
+	}
 }
