@@ -37,6 +37,16 @@ type Metrics struct {
 	storeOps          *prometheus.CounterVec
 	storeDuration     *prometheus.HistogramVec
 	configReloads     *prometheus.CounterVec
+
+	routes routeSet       // children of requests, requestDuration, upstream*
+	store  storeOpMetrics // children of storeOps and storeDuration
+}
+
+// storeOpMetrics are the children of each store operation.
+type storeOpMetrics struct {
+	get, set, expire, take, delete, ping, acquire, renew, release opMetrics
+	addToSet, members, removeFromSet, scan                        opMetrics
+	schedule, due, unschedule                                     opMetrics
 }
 
 var _ bff.Observer = (*Metrics)(nil)
@@ -54,7 +64,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		return h
 	}
 	latency := []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30}
-	return &Metrics{
+	m := &Metrics{
 		requests: counter("http_requests_total",
 			"Requests served, by frontend, route (configured prefix, aggregate path, bff:<endpoint> or unmatched) and status class.",
 			"frontend", "route", "status_class"),
@@ -101,6 +111,15 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			"Reloads of the frontend files (SIGHUP or a change in frontends_dir) by result (success, failure); a failure keeps the running frontends.",
 			"result"),
 	}
+	m.store = storeOpMetrics{
+		get: opMetrics{name: "get"}, set: opMetrics{name: "set"}, expire: opMetrics{name: "expire"},
+		take: opMetrics{name: "take"}, delete: opMetrics{name: "delete"}, ping: opMetrics{name: "ping"},
+		acquire: opMetrics{name: "acquire"}, renew: opMetrics{name: "renew"}, release: opMetrics{name: "release"},
+		addToSet: opMetrics{name: "add_to_set"}, members: opMetrics{name: "members"},
+		removeFromSet: opMetrics{name: "remove_from_set"}, scan: opMetrics{name: "scan"},
+		schedule: opMetrics{name: "schedule"}, due: opMetrics{name: "due"}, unschedule: opMetrics{name: "unschedule"},
+	}
+	return m
 }
 
 // ConfigReload counts one reload of the frontend files; result is
@@ -158,8 +177,9 @@ func (m *Metrics) Request(frontend, route string, status int, d time.Duration) {
 	if route == "" {
 		route = bff.RouteUnmatched
 	}
-	m.requests.WithLabelValues(frontend, route, StatusClass(status)).Inc()
-	m.requestDuration.WithLabelValues(frontend, route).Observe(d.Seconds())
+	rm := m.routes.get(frontend, route)
+	rm.request(m, classIndex(status)).Inc()
+	rm.requestTime(m).Observe(d.Seconds())
 }
 
 // LoginStarted implements bff.Observer.
@@ -200,10 +220,11 @@ func (m *Metrics) SessionsEnded(frontend, cause string, n int) {
 
 // UpstreamResponse implements bff.Observer.
 func (m *Metrics) UpstreamResponse(frontend, route string, status int, d time.Duration) {
-	class := "error"
+	class := len(statusClasses) + 1 // "error"
 	if status != 0 {
-		class = StatusClass(status)
+		class = classIndex(status)
 	}
-	m.upstreamResponses.WithLabelValues(frontend, route, class).Inc()
-	m.upstreamDuration.WithLabelValues(frontend, route).Observe(d.Seconds())
+	rm := m.routes.get(frontend, route)
+	rm.upstreamAnswer(m, class).Inc()
+	rm.upstreamTime(m).Observe(d.Seconds())
 }

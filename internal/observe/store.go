@@ -55,21 +55,21 @@ func InstrumentStore(s LockingStore, m *Metrics) LockingStore {
 }
 
 // storeOp records one store call that started at start and returned err.
-func (m *Metrics) storeOp(op string, start time.Time, err error) {
-	result := "ok"
+func (m *Metrics) storeOp(op *opMetrics, start time.Time, err error) {
+	result := resultOK
 	switch {
 	case err == nil:
 	case errors.Is(err, sessions.ErrNotFound):
-		result = "not_found"
+		result = resultNotFound
 	case errors.Is(err, sessions.ErrExists):
-		result = "exists"
+		result = resultExists
 	case errors.Is(err, context.Canceled):
-		result = "canceled" // the client went away: not the store's fault
+		result = resultCanceled // the client went away: not the store's fault
 	default:
-		result = "error"
+		result = resultError
 	}
-	m.storeOps.WithLabelValues(op, result).Inc()
-	m.storeDuration.WithLabelValues(op).Observe(time.Since(start).Seconds())
+	op.count(m, result).Inc()
+	op.time(m).Observe(time.Since(start).Seconds())
 }
 
 type instrumentedStore struct {
@@ -80,63 +80,63 @@ type instrumentedStore struct {
 func (i *instrumentedStore) Get(ctx context.Context, key string) ([]byte, time.Duration, error) {
 	start := time.Now()
 	v, ttl, err := i.s.Get(ctx, key)
-	i.m.storeOp("get", start, err)
+	i.m.storeOp(&i.m.store.get, start, err)
 	return v, ttl, err
 }
 
 func (i *instrumentedStore) Set(ctx context.Context, key string, value []byte, ttl time.Duration, mode sessions.SetMode) error {
 	start := time.Now()
 	err := i.s.Set(ctx, key, value, ttl, mode)
-	i.m.storeOp("set", start, err)
+	i.m.storeOp(&i.m.store.set, start, err)
 	return err
 }
 
 func (i *instrumentedStore) Expire(ctx context.Context, key string, ttl time.Duration) error {
 	start := time.Now()
 	err := i.s.Expire(ctx, key, ttl)
-	i.m.storeOp("expire", start, err)
+	i.m.storeOp(&i.m.store.expire, start, err)
 	return err
 }
 
 func (i *instrumentedStore) Take(ctx context.Context, key string) ([]byte, error) {
 	start := time.Now()
 	v, err := i.s.Take(ctx, key)
-	i.m.storeOp("take", start, err)
+	i.m.storeOp(&i.m.store.take, start, err)
 	return v, err
 }
 
 func (i *instrumentedStore) Delete(ctx context.Context, keys ...string) error {
 	start := time.Now()
 	err := i.s.Delete(ctx, keys...)
-	i.m.storeOp("delete", start, err)
+	i.m.storeOp(&i.m.store.delete, start, err)
 	return err
 }
 
 func (i *instrumentedStore) Ping(ctx context.Context) error {
 	start := time.Now()
 	err := i.s.Ping(ctx)
-	i.m.storeOp("ping", start, err)
+	i.m.storeOp(&i.m.store.ping, start, err)
 	return err
 }
 
 func (i *instrumentedStore) Acquire(ctx context.Context, key, token string, ttl time.Duration) (bool, error) {
 	start := time.Now()
 	ok, err := i.s.Acquire(ctx, key, token, ttl)
-	i.m.storeOp("acquire", start, err)
+	i.m.storeOp(&i.m.store.acquire, start, err)
 	return ok, err
 }
 
 func (i *instrumentedStore) Renew(ctx context.Context, key, token string, ttl time.Duration) (bool, error) {
 	start := time.Now()
 	ok, err := i.s.Renew(ctx, key, token, ttl)
-	i.m.storeOp("renew", start, err)
+	i.m.storeOp(&i.m.store.renew, start, err)
 	return ok, err
 }
 
 func (i *instrumentedStore) Release(ctx context.Context, key, token string) error {
 	start := time.Now()
 	err := i.s.Release(ctx, key, token)
-	i.m.storeOp("release", start, err)
+	i.m.storeOp(&i.m.store.release, start, err)
 	return err
 }
 
@@ -148,21 +148,21 @@ type instrumentedIndexer struct {
 func (x instrumentedIndexer) AddToSet(ctx context.Context, key, member string, ttl time.Duration) error {
 	start := time.Now()
 	err := x.i.AddToSet(ctx, key, member, ttl)
-	x.m.storeOp("add_to_set", start, err)
+	x.m.storeOp(&x.m.store.addToSet, start, err)
 	return err
 }
 
 func (x instrumentedIndexer) Members(ctx context.Context, key string) ([]string, error) {
 	start := time.Now()
 	v, err := x.i.Members(ctx, key)
-	x.m.storeOp("members", start, err)
+	x.m.storeOp(&x.m.store.members, start, err)
 	return v, err
 }
 
 func (x instrumentedIndexer) RemoveFromSet(ctx context.Context, key string, members ...string) error {
 	start := time.Now()
 	err := x.i.RemoveFromSet(ctx, key, members...)
-	x.m.storeOp("remove_from_set", start, err)
+	x.m.storeOp(&x.m.store.removeFromSet, start, err)
 	return err
 }
 
@@ -184,7 +184,7 @@ func (x instrumentedScanner) Scan(ctx context.Context, prefix string, fn func(ke
 	if fnErr != nil && errors.Is(err, fnErr) {
 		counted = nil
 	}
-	x.m.storeOp("scan", start, counted)
+	x.m.storeOp(&x.m.store.scan, start, counted)
 	return err
 }
 
@@ -196,20 +196,20 @@ type instrumentedExpirer struct {
 func (x instrumentedExpirer) Schedule(ctx context.Context, key, member string, at time.Time, keep time.Duration) error {
 	start := time.Now()
 	err := x.e.Schedule(ctx, key, member, at, keep)
-	x.m.storeOp("schedule", start, err)
+	x.m.storeOp(&x.m.store.schedule, start, err)
 	return err
 }
 
 func (x instrumentedExpirer) Due(ctx context.Context, key string, until time.Time, limit int) ([]string, error) {
 	start := time.Now()
 	v, err := x.e.Due(ctx, key, until, limit)
-	x.m.storeOp("due", start, err)
+	x.m.storeOp(&x.m.store.due, start, err)
 	return v, err
 }
 
 func (x instrumentedExpirer) Unschedule(ctx context.Context, key, member string) (bool, error) {
 	start := time.Now()
 	ok, err := x.e.Unschedule(ctx, key, member)
-	x.m.storeOp("unschedule", start, err)
+	x.m.storeOp(&x.m.store.unschedule, start, err)
 	return ok, err
 }
