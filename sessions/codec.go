@@ -1,6 +1,7 @@
 package sessions
 
 import (
+	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -87,26 +88,39 @@ func unmarshalSession(b []byte) (*Session, error) {
 		return nil, errors.New("unknown session encoding")
 	}
 	b = b[1:]
-	next := func() (string, error) {
+	// nextRaw returns the next field without copying: the caller copies
+	// it once into the type it keeps, so that b (plaintext the caller
+	// clears) is never referenced by the session.
+	nextRaw := func() ([]byte, error) {
 		n, k := binary.Uvarint(b)
 		if k <= 0 || uint64(len(b)-k) < n {
-			return "", errShortRecord
+			return nil, errShortRecord
 		}
-		v := string(b[k : k+int(n)])
+		v := b[k : k+int(n)]
 		b = b[k+int(n):]
 		return v, nil
 	}
+	next := func() (string, error) {
+		v, err := nextRaw()
+		return string(v), err
+	}
 	var s Session
-	var claims string
-	for _, dst := range []*string{&s.Frontend, &s.Subject, &s.ProviderSID, &claims, &s.IDToken, &s.AccessToken, &s.RefreshToken, &s.TokenType} {
+	for _, dst := range [...]*string{&s.Frontend, &s.Subject, &s.ProviderSID, nil, &s.IDToken, &s.AccessToken, &s.RefreshToken, &s.TokenType} {
+		if dst == nil { // the claims, kept as bytes
+			claims, err := nextRaw()
+			if err != nil {
+				return nil, err
+			}
+			if len(claims) > 0 {
+				s.Claims = json.RawMessage(bytes.Clone(claims))
+			}
+			continue
+		}
 		v, err := next()
 		if err != nil {
 			return nil, err
 		}
 		*dst = v
-	}
-	if claims != "" {
-		s.Claims = json.RawMessage(claims)
 	}
 	var ints [4]int64
 	for i := range ints {
@@ -120,12 +134,12 @@ func unmarshalSession(b []byte) (*Session, error) {
 	s.Expiry, s.CreatedAt, s.AbsoluteExpiry = fromUnixNano(ints[0]), fromUnixNano(ints[1]), fromUnixNano(ints[2])
 	s.IdleTimeout = time.Duration(ints[3])
 	if len(b) > 0 {
-		key, err := next()
+		key, err := nextRaw()
 		if err != nil {
 			return nil, err
 		}
-		if key != "" {
-			s.DPoPKey = []byte(key)
+		if len(key) > 0 {
+			s.DPoPKey = bytes.Clone(key)
 		}
 	}
 	if len(b) == 0 {

@@ -2,6 +2,7 @@ package sessions
 
 import (
 	"encoding/json"
+	"errors"
 	"reflect"
 	"testing"
 	"time"
@@ -76,6 +77,22 @@ func TestSessionCodecDPoPKeyCompatible(t *testing.T) {
 	for n := len(old) + 1; n < len(withKey); n++ {
 		if _, err := unmarshalSession(withKey[:n]); err == nil && n != keyOnly {
 			t.Fatalf("truncated to %d bytes: no error", n)
+		}
+	}
+}
+
+// TestDecodeRecordShortSealed: a record whose sealed part is shorter than
+// a nonce and a tag (a corrupted or foreign value) is refused, never a
+// panic, now that records are decrypted in place.
+func TestDecodeRecordShortSealed(t *testing.T) {
+	key := make([]byte, dataKeyLen)
+	for n := 0; n < nonceLen+16+2; n++ {
+		value, err := marshalRecordEnvelope(record{V: recordVersion}, make([]byte, n))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := decodeRecord("k", key, value); !errors.Is(err, ErrInvalidRef) {
+			t.Fatalf("sealed part of %d bytes: err = %v, want ErrInvalidRef", n, err)
 		}
 	}
 }

@@ -90,6 +90,7 @@ type Manager struct {
 	scan   Scanner // nil: the store cannot list keys
 	prefix string
 	codecs []securecookie.Codec
+	refs   []*refCodec // the same keys as codecs, for openRef
 	now    func() time.Time
 	touch  time.Duration
 }
@@ -106,6 +107,7 @@ func NewManager(store Store, opts Options) (*Manager, error) {
 		return nil, fmt.Errorf("sessions: NewManager: negative TouchInterval %v", opts.TouchInterval)
 	}
 	codecs := make([]securecookie.Codec, 0, len(opts.Keys))
+	refs := make([]*refCodec, 0, len(opts.Keys))
 	for i, k := range opts.Keys {
 		if n := len(k.Hash); n != 32 && n != 64 {
 			return nil, fmt.Errorf("sessions: NewManager: keys[%d].hash: %d bytes, want 32 or 64", i, n)
@@ -120,6 +122,11 @@ func NewManager(store Store, opts Options) (*Manager, error) {
 			SetSerializer(securecookie.NopEncoder{}).
 			MaxAge(0)
 		codecs = append(codecs, sc)
+		rc, err := newRefCodec(k)
+		if err != nil {
+			return nil, fmt.Errorf("sessions: NewManager: keys[%d]: %w", i, err)
+		}
+		refs = append(refs, rc)
 	}
 	now := opts.Now
 	if now == nil {
@@ -135,6 +142,7 @@ func NewManager(store Store, opts Options) (*Manager, error) {
 		scan:   scan,
 		prefix: opts.KeyPrefix,
 		codecs: codecs,
+		refs:   refs,
 		now:    now,
 		touch:  opts.TouchInterval,
 	}, nil
@@ -265,19 +273,39 @@ func (m *Manager) Create(ctx context.Context, binding string, s *Session) (strin
 	return trimPad(ref), nil
 }
 
-// openRef returns the id and data key a reference carries.
-func (m *Manager) openRef(binding, ref string) (id string, key []byte, err error) {
+// openRef returns the record key, the id and the data key a reference carries.
+func (m *Manager) openRef(binding, ref string) (skey, id string, key []byte, err error) {
 	if binding == "" || ref == "" {
-		return "", nil, ErrInvalidRef
+		return "", "", nil, ErrInvalidRef
 	}
+	value := addPad(ref)
 	var payload []byte
-	if err := securecookie.DecodeMulti(refNamePrefix+binding, addPad(ref), &payload, m.codecs...); err != nil {
-		return "", nil, fmt.Errorf("%w: %v", ErrInvalidRef, err)
+	var errs []error
+	for _, c := range m.refs { // as securecookie.DecodeMulti: the first key pair that opens it
+		var err error
+		if payload, err = c.decode(refNamePrefix, binding, value); err == nil {
+			break
+		}
+		errs = append(errs, err)
+	}
+	if len(errs) == len(m.refs) {
+		return "", "", nil, fmt.Errorf("%w: %v", ErrInvalidRef, errors.Join(errs...))
 	}
 	if len(payload) != idLen+dataKeyLen {
-		return "", nil, fmt.Errorf("%w: payload of %d bytes", ErrInvalidRef, len(payload))
+		return "", "", nil, fmt.Errorf("%w: payload of %d bytes", ErrInvalidRef, len(payload))
 	}
-	return base64.RawURLEncoding.EncodeToString(payload[:idLen]), payload[idLen:], nil
+	skey, id = m.recordKey(payload[:idLen])
+	return skey, id, payload[idLen:], nil
+}
+
+// recordKey is sessionKey(id) for the raw id bytes, and id as a part of
+// it: one allocation instead of two on every Load.
+func (m *Manager) recordKey(rawID []byte) (skey, id string) {
+	var buf [64]byte
+	enc := base64.RawURLEncoding.AppendEncode(buf[:0], rawID)
+	skey = m.prefix + "s:{" + string(enc) + "}"
+	start := len(m.prefix) + len("s:{")
+	return skey, skey[start : start+len(enc)]
 }
 
 // Load opens ref, reads and decrypts the session, enforces AbsoluteExpiry and
@@ -290,11 +318,10 @@ func (m *Manager) openRef(binding, ref string) (id string, key []byte, err error
 // the last extension is older than the touch interval, so a busy session
 // costs at most one write per interval.
 func (m *Manager) Load(ctx context.Context, binding, ref string) (*Session, error) {
-	id, key, err := m.openRef(binding, ref)
+	skey, id, key, err := m.openRef(binding, ref)
 	if err != nil {
 		return nil, err
 	}
-	skey := m.sessionKey(id)
 	value, ttl, err := m.store.Get(ctx, skey)
 	reportStoreRead(ctx)
 	if errors.Is(err, ErrNotFound) {
@@ -515,7 +542,7 @@ func (m *Manager) TakeOnce(ctx context.Context, kind, id string) ([]byte, error)
 	if err != nil {
 		return nil, fmt.Errorf("sessions: take once %s: %w", kind, err)
 	}
-	value, err := decrypt(onceDataKey(kind, id), key, sealed)
+	value, err := decrypt(nil, onceDataKey(kind, id), key, sealed)
 	if err != nil {
 		return nil, fmt.Errorf("sessions: take once %s: %w: %v", kind, ErrInvalidRef, err)
 	}
@@ -634,11 +661,19 @@ func decodeRecord(skey string, key, value []byte) (*Session, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: decode record: %v", ErrInvalidRef, err)
 	}
-	plain, err := decrypt(key, skey, sealed)
+	if len(sealed) < nonceLen {
+		return nil, fmt.Errorf("%w: decode record: %v", ErrInvalidRef, errShortRecord)
+	}
+	// In place: value is ours (Store.Get), and the plaintext, which
+	// unmarshalSession copies, is wiped at once rather than left for the
+	// garbage collector. One allocation of the record's size less per
+	// request.
+	plain, err := decrypt(sealed[nonceLen:nonceLen], key, skey, sealed)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalidRef, err)
 	}
 	s, err := unmarshalSession(plain)
+	clear(plain)
 	if err != nil {
 		return nil, fmt.Errorf("%w: decode session: %v", ErrInvalidRef, err)
 	}
@@ -666,7 +701,9 @@ func encrypt(key []byte, ad string, plain []byte) ([]byte, error) {
 	return aead.Seal(out, out, plain, []byte(ad)), nil
 }
 
-func decrypt(key []byte, ad string, sealed []byte) ([]byte, error) {
+// decrypt opens nonce || AES-GCM(plain) and appends the plaintext to dst
+// (nil: a new slice; sealed[nonceLen:nonceLen]: in place).
+func decrypt(dst, key []byte, ad string, sealed []byte) ([]byte, error) {
 	aead, err := newGCM(key)
 	if err != nil {
 		return nil, err
@@ -674,7 +711,7 @@ func decrypt(key []byte, ad string, sealed []byte) ([]byte, error) {
 	if len(sealed) < nonceLen+aead.Overhead() {
 		return nil, errors.New("decrypt: sealed value too short")
 	}
-	plain, err := aead.Open(nil, sealed[:nonceLen], sealed[nonceLen:], []byte(ad))
+	plain, err := aead.Open(dst, sealed[:nonceLen], sealed[nonceLen:], []byte(ad))
 	if err != nil {
 		return nil, fmt.Errorf("decrypt: %w", err)
 	}
@@ -688,7 +725,7 @@ func trimPad(s string) string { return strings.TrimRight(s, "=") }
 // addPad restores the padding securecookie's decoder wants.
 func addPad(s string) string {
 	if n := len(s) % 4; n != 0 {
-		return s + strings.Repeat("=", 4-n)
+		return s + "==="[:4-n]
 	}
 	return s
 }

@@ -41,7 +41,8 @@ const (
 // error as "session gone".
 type Store interface {
 	// Get returns the value and its remaining time to live (0 when the key
-	// has no expiry, which the stores never create themselves).
+	// has no expiry, which the stores never create themselves). The value
+	// is the caller's own copy: the Manager decrypts records in place.
 	Get(ctx context.Context, key string) (value []byte, ttl time.Duration, err error)
 	// Set writes value with ttl (> 0) under the mode's condition.
 	Set(ctx context.Context, key string, value []byte, ttl time.Duration, mode SetMode) error

@@ -79,7 +79,7 @@ func (m *Manager) GetValue(ctx context.Context, s *Session, name string) ([]byte
 	if err != nil {
 		return nil, fmt.Errorf("sessions: get value %s: %w", name, err)
 	}
-	value, err := decrypt(s.key, key, sealed)
+	value, err := decrypt(nil, s.key, key, sealed)
 	if err != nil {
 		return nil, ErrNotFound
 	}
