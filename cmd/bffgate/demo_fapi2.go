@@ -82,6 +82,10 @@ func cmdDemoFAPI2(ctx context.Context, f demoFAPI2Flags, stdout, stderr io.Write
 
 	ep := demo.Endpoints{PublicURL: "http://localhost:" + port(gwLn)}
 	ep.OrdersURL, ep.ReportsURL, ep.SPAURL = demoServiceURLs("http://" + svcLn.Addr().String())
+	// oidc-provider has no token-exchange grant: the page's payments card
+	// shows its refusal (403 token_exchange_failed), what any provider
+	// without the grant gives, rather than the page itself from the / route.
+	ep.PaymentsURL = "http://" + svcLn.Addr().String() + demoPaymentsPath
 	// The provider on localhost too: the gateway's SameSite=Strict session
 	// cookie needs the login to come back from the same site.
 	op, err := launch.Start(ctx, dir, filepath.Join(tmp, "panva.json"), launch.Options{

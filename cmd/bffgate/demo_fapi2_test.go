@@ -130,6 +130,14 @@ func TestDemoFAPI2(t *testing.T) {
 		t.Fatalf("the aggregate's parts saw %+v", dash)
 	}
 
+	// oidc-provider has no token-exchange grant: the payments route's
+	// exchange is refused by the provider, a 403, and nothing else breaks.
+	var refused struct{ Error string }
+	call(admin, "/web/api/payments/recent", http.StatusForbidden, &refused)
+	if refused.Error != "token_exchange_failed" {
+		t.Fatalf("payments under -fapi2: error %q, want token_exchange_failed", refused.Error)
+	}
+
 	// A second session has its own key; role user only, so reports says 403.
 	user := login("bob")
 	var bob echo
