@@ -79,7 +79,7 @@ func (c *Config) Summary() string {
 				strip = " [strip]"
 			}
 			line("  route      %s %s -> %s%s token=%s%s%s timeout=%s", methods, mountPath(fv(p+"prefix", r.Prefix)), fv(p+"upstream", r.Upstream), strip,
-				fv(p+"token", r.Token), exchangeSummary(fv, p+"exchange.", r.Exchange), requireSummary(fv, p+"require.", r.Require), shortDuration(r.Timeout))
+				fv(p+"token", r.Token), exchangeSummary(fv, p+"exchange.", r.Token, r.Exchange), requireSummary(fv, p+"require.", r.Require), shortDuration(r.Timeout))
 		}
 		for j, a := range f.Aggregates {
 			p := fmt.Sprintf("aggregates[%d].", j)
@@ -97,9 +97,10 @@ func (c *Config) Summary() string {
 	return b.String()
 }
 
-// exchangeSummary shows what an exchange route asks the provider for.
-func exchangeSummary(fv func(path, value string) string, p string, x *Exchange) string {
-	if x == nil {
+// exchangeSummary shows what an exchange route asks the provider for; on
+// another kind of route the block is ignored (Warnings says so).
+func exchangeSummary(fv func(path, value string) string, p, token string, x *Exchange) string {
+	if x == nil || token != TokenExchange {
 		return ""
 	}
 	var parts []string

@@ -26,6 +26,9 @@ func (c *Config) Warnings() []*Error {
 			v.plainUpstreams(ws[i], &c.Frontends[i])
 		}
 	}
+	for i := range c.Frontends {
+		ignoredExchange(ws[i], &c.Frontends[i])
+	}
 	v.shadowedRootRoutes(ws)
 	for _, e := range v.errs {
 		if e.Line == 0 {
@@ -79,6 +82,17 @@ func (v *validator) shadowedRootRoutes(ws []where) {
 			}
 			ws[i].errorf("mount", "%s%s takes part of frontend %q's catch-all route (%s routes[%d], %s): requests under %s go to %q instead",
 				inner.Mount, onHost(inner.Host), outer.Name, strings.TrimSpace(ws[j].String()), k, outer.MountPath("/"), inner.Mount, inner.Name)
+		}
+	}
+}
+
+// ignoredExchange warns about an exchange block on a route whose token is
+// not exchange: the route forwards its own kind of token and the block does
+// nothing, which is rarely what its author meant.
+func ignoredExchange(w where, f *Frontend) {
+	for i, r := range f.Routes {
+		if r.Exchange != nil && r.Token != TokenExchange {
+			w.errorf(fmt.Sprintf("routes[%d].exchange", i), "is ignored: it only applies to token: exchange, and this route has token: %s (remove it, or set token: exchange)", r.Token)
 		}
 	}
 }
