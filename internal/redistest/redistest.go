@@ -135,38 +135,102 @@ func (s *Server) String() string { return fmt.Sprintf("redis-server %s", s.Addr)
 // master.
 func StartSentinel(t testing.TB, masterName, master string) string {
 	t.Helper()
+	return StartSentinels(t, Sentinels{Name: masterName, Master: master})[0]
+}
+
+// Sentinels describes a group of Sentinels that monitor one master.
+type Sentinels struct {
+	Name   string // the master's name
+	Master string // its host:port
+	// Count is the number of sentinels (default 1) and Quorum how many must
+	// agree that the master is down (default 1).
+	Count, Quorum int
+	// Replicas is how many replicas every sentinel must know of before
+	// StartSentinels returns; a replica attached before the sentinels start
+	// is found at their first INFO.
+	Replicas int
+	// DownAfter is down-after-milliseconds (default 5s). A test that forces
+	// its failovers with SENTINEL FAILOVER sets it long, so that a loaded
+	// machine's slow PING answer cannot start another one.
+	DownAfter time.Duration
+}
+
+// StartSentinels runs the group and returns the sentinels' addresses once
+// each of them names the master and knows the replicas and the other
+// sentinels (they find each other through the master's hello channel, about
+// every two seconds), so that a failover can start at once.
+func StartSentinels(t testing.TB, g Sentinels) []string {
+	t.Helper()
 	if _, err := exec.LookPath("redis-server"); err != nil {
 		t.Skip("redis-server is not installed (scripts/test installs it)")
 	}
-	host, port, err := net.SplitHostPort(master)
+	host, port, err := net.SplitHostPort(g.Master)
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir := t.TempDir()
-	sport := FreePort(t)
-	conf := fmt.Sprintf("port %d\nbind 127.0.0.1\ndir %s\nsentinel monitor %s %s %s 1\nsentinel down-after-milliseconds %s 5000\n",
-		sport, dir, masterName, host, port, masterName)
-	path := dir + "/sentinel.conf"
-	if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
+	g.Count, g.Quorum = max(g.Count, 1), max(g.Quorum, 1)
+	if g.DownAfter == 0 {
+		g.DownAfter = 5 * time.Second
+	}
+	var addrs []string
+	for range g.Count {
+		dir := t.TempDir()
+		sport := FreePort(t)
+		conf := fmt.Sprintf("port %d\nbind 127.0.0.1\ndir %s\nsentinel monitor %s %s %s %d\nsentinel down-after-milliseconds %s %d\n",
+			sport, dir, g.Name, host, port, g.Quorum, g.Name, g.DownAfter.Milliseconds())
+		path := dir + "/sentinel.conf"
+		if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.Command("redis-server", path, "--sentinel")
+		cmd.Dir = dir
+		if err := cmd.Start(); err != nil {
+			t.Fatalf("start redis sentinel: %v", err)
+		}
+		t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+		addrs = append(addrs, "127.0.0.1:"+strconv.Itoa(sport))
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for _, addr := range addrs {
+		sc := redis.NewSentinelClient(&redis.Options{Addr: addr})
+		for {
+			got, err := sc.GetMasterAddrByName(context.Background(), g.Name).Result()
+			m, merr := sc.Master(context.Background(), g.Name).Result()
+			if err == nil && merr == nil && len(got) == 2 && net.JoinHostPort(got[0], got[1]) == g.Master &&
+				m["num-slaves"] == strconv.Itoa(g.Replicas) && m["num-other-sentinels"] == strconv.Itoa(g.Count-1) {
+				break
+			}
+			if time.Now().After(deadline) {
+				_ = sc.Close()
+				t.Fatalf("sentinel on %s does not report %s with %d replicas and %d other sentinels: %v %v %v",
+					addr, g.Name, g.Replicas, g.Count-1, got, err, m)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		_ = sc.Close()
+	}
+	return addrs
+}
+
+// StartReplica runs a redis-server that replicates master, and returns once
+// its link to the master is up and the first sync is done.
+func StartReplica(t testing.TB, master *Server) *Server {
+	t.Helper()
+	host, port, err := net.SplitHostPort(master.Addr)
+	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command("redis-server", path, "--sentinel")
-	cmd.Dir = dir
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start redis sentinel: %v", err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	addr := "127.0.0.1:" + strconv.Itoa(sport)
-	sc := redis.NewSentinelClient(&redis.Options{Addr: addr})
-	defer sc.Close()
+	r := Start(t, "--replicaof", host, port)
+	c := redis.NewClient(&redis.Options{Addr: r.Addr})
+	defer c.Close()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		got, err := sc.GetMasterAddrByName(context.Background(), masterName).Result()
-		if err == nil && len(got) == 2 && net.JoinHostPort(got[0], got[1]) == master {
-			return addr
+		info, err := c.Info(context.Background(), "replication").Result()
+		if err == nil && strings.Contains(info, "master_link_status:up") {
+			return r
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("sentinel on %s does not report %s: %v %v", addr, masterName, got, err)
+			t.Fatalf("replica %s of %s never linked: %v %s", r.Addr, master.Addr, err, info)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
