@@ -34,7 +34,17 @@
 // Entries hold the record exactly as Redis holds it (encrypted with the data
 // key only the cookie carries) and its expiry; nothing else. On Redis
 // Cluster a plain PUBLISH reaches the subscribers of every node, so the one
-// channel works there too; on Sentinel the client follows the master.
+// channel works there too.
+//
+// On Sentinel a failover that leaves the old master up (SENTINEL FAILOVER,
+// a partition) cuts nothing: the subscriber stays on the old master, whose
+// PONGs keep coming, while writes go to the new one, until Sentinel turns
+// the old master into a replica and kills its subscribers (seconds later).
+// go-redis moves its pooled connections on +switch-master but not pub/sub
+// ones. So with Options.MasterAddrs the subscriber asks the sentinels every
+// masterCheck which node is the master, serves only while every sentinel
+// that answers names the node it is subscribed to, and drops the
+// connection (emptying the cache) when they name another.
 package cache
 
 import (
@@ -82,6 +92,12 @@ const (
 	reconnectAfter = time.Second
 	maxBackoff     = time.Second
 	buckets        = 256
+	// masterCheck is how often the sentinels are asked for the master
+	// (Options.MasterAddrs); an answer that agrees lets the lease run for
+	// masterValidity from the moment it was asked, so that a slow or
+	// unreachable Sentinel stops the cache instead of leaving it unchecked.
+	masterCheck    = 100 * time.Millisecond
+	masterValidity = time.Second
 )
 
 // Channel is the invalidation channel of the stores under keyPrefix (the
@@ -111,6 +127,12 @@ type Options struct {
 	MaxSilence time.Duration
 	// Logger reports channel losses and resubscriptions; nil discards.
 	Logger *slog.Logger
+	// MasterAddrs, for a client that follows a Sentinel master, returns the
+	// master's address (host:port) as named by each sentinel that answered;
+	// an error when none did. Entries are served only while every answer
+	// names the node the subscriber is connected to (see the package
+	// comment). Nil: no such check (one node, Cluster).
+	MasterAddrs func(context.Context) ([]string, error)
 }
 
 // entry is one cached record: the value as Redis holds it and when it
@@ -159,6 +181,13 @@ type Cache struct {
 	// watchedConn); the caller's client when that cannot be done.
 	sub    redis.UniversalClient
 	ownSub bool
+	// subAddr is the remote address of the subscriber's newest connection.
+	subAddr atomic.Pointer[string]
+	// With MasterAddrs: the lease may not run past checkedUntil, set by a
+	// check that found the subscriber on the master; 0 until one did since
+	// the last (re)subscription or loss, which move conns. Guarded by mu.
+	checkedUntil int64
+	conns        uint64
 
 	hits, misses, bypassed, invalidations, published atomic.Uint64
 	losses, subscriptions, purges                    atomic.Uint64
@@ -202,7 +231,7 @@ func New(inner Backend, client redis.UniversalClient, opt Options) (*Cache, erro
 		return nil, fmt.Errorf("cache: %w", err)
 	}
 	c.lru = l
-	c.sub, c.ownSub = subscriberClient(client, c.connLost)
+	c.sub, c.ownSub = subscriberClient(client, c.connLost, func(addr string) { c.subAddr.Store(&addr) })
 	ctx, cancel := context.WithCancel(context.Background())
 	c.cancel = cancel
 	c.done = make(chan struct{})
@@ -470,6 +499,8 @@ func (c *Cache) lost(err error) {
 	was := c.subscribed || c.lease.Load() != 0
 	c.subscribed = false
 	c.lease.Store(0)
+	c.checkedUntil = 0
+	c.conns++
 	c.purgeLocked()
 	c.mu.Unlock()
 	if was {
@@ -488,6 +519,8 @@ func (c *Cache) confirmed() {
 	c.mu.Lock()
 	c.purgeLocked()
 	c.subscribed = true
+	c.checkedUntil = 0
+	c.conns++
 	c.mu.Unlock()
 	c.subscriptions.Add(1)
 	if c.losses.Load() > 0 { // the first subscription is routine; the end of an outage is worth a line
@@ -507,9 +540,88 @@ func (c *Cache) pong(sent int64) {
 		// and what was cached may be stale.
 		c.purgeLocked()
 	}
-	if until := sent + int64(c.opt.MaxSilence); until > c.lease.Load() {
+	until := sent + int64(c.opt.MaxSilence)
+	if c.opt.MasterAddrs != nil {
+		until = min(until, c.checkedUntil)
+	}
+	if until > c.lease.Load() {
 		c.lease.Store(until)
 	}
+}
+
+// checkMaster asks the sentinels every masterCheck whether the subscriber
+// is on the master. When they agree, the lease may run masterValidity past
+// the moment they were asked; when any names another node, the channel is
+// lost and moved is signalled so that receive drops the connection and the
+// next one is dialled to the master the sentinels name.
+func (c *Cache) checkMaster(ctx context.Context, moved chan<- struct{}) {
+	t := time.NewTicker(masterCheck)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		c.mu.Lock()
+		conns, subscribed := c.conns, c.subscribed
+		c.mu.Unlock()
+		addr := c.subAddr.Load()
+		if !subscribed || addr == nil {
+			continue // receive is reconnecting; the lease is out
+		}
+		asked := c.mono()
+		qctx, cancel := context.WithTimeout(ctx, masterValidity)
+		names, err := c.opt.MasterAddrs(qctx)
+		agree := err == nil && len(names) > 0
+		for _, n := range names {
+			agree = agree && sameNode(qctx, *addr, n)
+		}
+		cancel()
+		switch {
+		case ctx.Err() != nil:
+			return
+		case err != nil:
+			// No sentinel answered: the lease runs out by itself within
+			// masterValidity.
+			c.log.Debug("session cache: sentinels did not answer", "error", err)
+		case agree:
+			c.mu.Lock()
+			if c.conns == conns && c.subscribed {
+				c.checkedUntil = max(c.checkedUntil, asked+int64(masterValidity))
+			}
+			c.mu.Unlock()
+		default:
+			c.lost(fmt.Errorf("subscribed to %s while the sentinels name %v as master", *addr, names))
+			select {
+			case moved <- struct{}{}:
+			default:
+			}
+		}
+	}
+}
+
+// sameNode reports whether conn (an ip:port a connection was made to) is
+// named (the host:port a sentinel announced, which may be a host name).
+func sameNode(ctx context.Context, conn, named string) bool {
+	if conn == named {
+		return true
+	}
+	ch, cp, err1 := net.SplitHostPort(conn)
+	nh, np, err2 := net.SplitHostPort(named)
+	if err1 != nil || err2 != nil || cp != np || net.ParseIP(nh) != nil {
+		return err1 == nil && err2 == nil && cp == np && net.ParseIP(nh).Equal(net.ParseIP(ch))
+	}
+	ips, err := net.DefaultResolver.LookupHost(ctx, nh)
+	if err != nil {
+		return false
+	}
+	for _, ip := range ips {
+		if net.ParseIP(ip).Equal(net.ParseIP(ch)) {
+			return true
+		}
+	}
+	return false
 }
 
 // subscribe runs the subscriber until ctx ends: it receives invalidations,
@@ -541,6 +653,10 @@ func (c *Cache) subscribe(ctx context.Context) {
 func (c *Cache) receive(ctx context.Context, ps *redis.PubSub, backoff *time.Duration) error {
 	pingCtx, stopPing := context.WithCancel(ctx)
 	defer stopPing()
+	moved := make(chan struct{}, 1)
+	if c.opt.MasterAddrs != nil {
+		go c.checkMaster(pingCtx, moved)
+	}
 	go func() {
 		t := time.NewTicker(c.opt.Heartbeat)
 		defer t.Stop()
@@ -560,6 +676,13 @@ func (c *Cache) receive(ctx context.Context, ps *redis.PubSub, backoff *time.Dur
 		msg, err := ps.ReceiveTimeout(ctx, c.opt.MaxSilence)
 		if ctx.Err() != nil {
 			return ctx.Err()
+		}
+		select {
+		case <-moved:
+			// checkMaster has emptied the cache; a new PubSub dials the
+			// master the sentinels name now.
+			return errors.New("the sentinels name another master")
+		default:
 		}
 		if err != nil {
 			if isTimeout(err) {
@@ -611,13 +734,14 @@ func isTimeout(err error) bool {
 // loss only after a dial and a SUBSCRIBE, while still serving. ok=false:
 // c's kind is not known here and c itself is used (the lease still bounds
 // how long a loss can go unnoticed).
-func subscriberClient(c redis.UniversalClient, onLoss func(error)) (_ redis.UniversalClient, ok bool) {
+func subscriberClient(c redis.UniversalClient, onLoss func(error), onDial func(remote string)) (_ redis.UniversalClient, ok bool) {
 	wrap := func(dial func(context.Context, string, string) (net.Conn, error)) func(context.Context, string, string) (net.Conn, error) {
 		return func(ctx context.Context, network, addr string) (net.Conn, error) {
 			conn, err := dial(ctx, network, addr)
 			if err != nil {
 				return nil, err
 			}
+			onDial(conn.RemoteAddr().String())
 			return &watchedConn{Conn: conn, onLoss: onLoss}, nil
 		}
 	}
