@@ -51,12 +51,13 @@ type Gateway struct {
 	Router   *frontends.Router
 	Registry *prometheus.Registry
 
-	store   store
-	redis   redis.UniversalClient
-	cache   *cache.Cache // nil: no session cache
-	logger  *slog.Logger
-	metrics *observe.Metrics
-	front   http.Handler // Router behind the request id, access log and request metrics
+	store     store
+	redis     redis.UniversalClient
+	cache     *cache.Cache     // nil: no session cache
+	sentinels *sentinelMasters // the cache's view of the Sentinel master; nil without Sentinel
+	logger    *slog.Logger
+	metrics   *observe.Metrics
+	front     http.Handler // Router behind the request id, access log and request metrics
 
 	stopSweep context.CancelFunc // nil: no expiry sweep runs
 	swept     chan struct{}      // closed when the sweep has stopped
@@ -106,12 +107,20 @@ func New(cfg *config.Config, o Options) (*Gateway, error) {
 		g.store = rs
 		if cfg.Sessions.Cache.On(cfg.Sessions.Store) {
 			prefix := cfg.Sessions.Redis.KeyPrefix
-			ch, err := cache.New(rs, c, cache.Options{
+			co := cache.Options{
 				Prefix:     sessions.RecordKeyPrefix(prefix),
 				Channel:    cache.Channel(prefix),
 				MaxEntries: cfg.Sessions.Cache.MaxEntries,
 				Logger:     o.Logger,
-			})
+			}
+			if cfg.Sessions.Redis.MasterName != "" {
+				sm, err := newSentinelMasters(cfg.Sessions.Redis)
+				if err != nil {
+					return nil, fmt.Errorf("%s: sessions.redis: %w", cfg.Path, err)
+				}
+				g.sentinels, co.MasterAddrs = sm, sm.addrs
+			}
+			ch, err := cache.New(rs, c, co)
 			if err != nil {
 				return nil, fmt.Errorf("%s: sessions.cache: %w", cfg.Path, err)
 			}
@@ -206,6 +215,9 @@ func (g *Gateway) Close() error {
 	}
 	if g.cache != nil {
 		_ = g.cache.Close()
+	}
+	if g.sentinels != nil {
+		g.sentinels.close()
 	}
 	if g.redis != nil {
 		return g.redis.Close()
@@ -311,6 +323,14 @@ func writeJSON(w http.ResponseWriter, status int, body string) {
 // url, a cluster from addrs, Sentinel from addrs plus master_name. Timeouts
 // and pool sizes are explicit so an outage fails fast instead of queueing.
 func NewRedisClient(rc config.Redis) (redis.UniversalClient, error) {
+	o, err := redisOptions(rc)
+	if err != nil {
+		return nil, err
+	}
+	return redis.NewUniversalClient(o), nil
+}
+
+func redisOptions(rc config.Redis) (*redis.UniversalOptions, error) {
 	o := &redis.UniversalOptions{
 		Addrs:        rc.Addrs,
 		MasterName:   rc.MasterName,
@@ -353,7 +373,7 @@ func NewRedisClient(rc config.Redis) (redis.UniversalClient, error) {
 	if rc.TLS && o.TLSConfig == nil {
 		o.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12}
 	}
-	return redis.NewUniversalClient(o), nil
+	return o, nil
 }
 
 // cookieKeys decodes sessions.cookie_keys; a memory store without keys gets
