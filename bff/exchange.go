@@ -222,16 +222,8 @@ func (e *exchanger) run(ctx context.Context, ls *loadedSession, rt *exchangeRout
 		// Another instance is exchanging: watch for what it stores.
 		pause = pollBackoff(pause)
 		time.Sleep(pause)
-		cur, err := e.read(sessions.FreshRead(ctx), ls.Session, rt)
-		if err != nil {
-			return exchangedToken{}, err
-		}
-		if e.fresh(cur, digest) {
-			e.b.obs().TokenExchange(e.b.fe.Name, rt.prefix, ExchangeWaited)
-			return cur, nil
-		}
-		if err := e.backingOff(cur, digest); err != nil {
-			return exchangedToken{}, err
+		if cur, done, err := e.settled(ctx, ls, rt, digest); done || err != nil {
+			return cur, err
 		}
 		if time.Since(start) > e.maxWait() {
 			return exchangedToken{}, errExchangeUnavailable(errors.New("another instance holds the token exchange lock"))
@@ -239,19 +231,30 @@ func (e *exchanger) run(ctx context.Context, ls *loadedSession, rt *exchangeRout
 	}
 }
 
-// underLock exchanges unless another instance did (or failed) since the
-// caller's read.
-func (e *exchanger) underLock(ctx context.Context, ls *loadedSession, rt *exchangeRoute, digest string) (exchangedToken, error) {
+// settled reads the route's stored exchange past the cache: done with the
+// token when another instance stored a fresh one, an error while the
+// exchange backs off, else the current value for the caller to act on.
+func (e *exchanger) settled(ctx context.Context, ls *loadedSession, rt *exchangeRoute, digest string) (exchangedToken, bool, error) {
 	cur, err := e.read(sessions.FreshRead(ctx), ls.Session, rt)
 	if err != nil {
-		return exchangedToken{}, err
+		return exchangedToken{}, false, err
 	}
 	if e.fresh(cur, digest) {
 		e.b.obs().TokenExchange(e.b.fe.Name, rt.prefix, ExchangeWaited)
-		return cur, nil
+		return cur, true, nil
 	}
 	if err := e.backingOff(cur, digest); err != nil {
-		return exchangedToken{}, err
+		return exchangedToken{}, false, err
+	}
+	return cur, false, nil
+}
+
+// underLock exchanges unless another instance did (or failed) since the
+// caller's read.
+func (e *exchanger) underLock(ctx context.Context, ls *loadedSession, rt *exchangeRoute, digest string) (exchangedToken, error) {
+	cur, done, err := e.settled(ctx, ls, rt, digest)
+	if done || err != nil {
+		return cur, err
 	}
 	meta, err := e.b.provider.get(ctx)
 	if err != nil {
