@@ -44,7 +44,6 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/bffgate/bffgate/config"
-	"github.com/bffgate/bffgate/internal/demo"
 	"github.com/bffgate/bffgate/internal/gateway"
 	"github.com/bffgate/bffgate/internal/localrun"
 )
@@ -101,11 +100,7 @@ func run() error {
 
 	// By default an access token that outlives the run: the load measures
 	// the forwarding path, not refreshes.
-	idp, err := demo.NewIDP(issuer, []demo.Client{{
-		ID: clientID, Secret: clientSecret,
-		RedirectURIs:           []string{public + mount + "/bff/callback"},
-		PostLogoutRedirectURIs: []string{public + mount + "/"},
-	}}, demo.IDPOptions{AccessTokenLifetime: *tokenLifetime})
+	idp, err := localrun.NewIDP(issuer, clientID, clientSecret, public, mount, *tokenLifetime)
 	if err != nil {
 		return err
 	}

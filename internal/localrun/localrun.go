@@ -19,6 +19,17 @@ import (
 	"github.com/bffgate/bffgate/internal/oidctest"
 )
 
+// NewIDP is the demo provider with one client for the frontend mounted at
+// mount under public: its callback and its after-logout page registered,
+// access tokens living lifetime.
+func NewIDP(issuer, clientID, clientSecret, public, mount string, lifetime time.Duration) (*demo.IDP, error) {
+	return demo.NewIDP(issuer, []demo.Client{{
+		ID: clientID, Secret: clientSecret,
+		RedirectURIs:           []string{public + mount + "/bff/callback"},
+		PostLogoutRedirectURIs: []string{public + mount + "/"},
+	}}, demo.IDPOptions{AccessTokenLifetime: lifetime})
+}
+
 // NewServer serves h with the timeouts of a real deployment; connections that
 // a load generator drops at the end of a run are not logged.
 func NewServer(h http.Handler) *http.Server {

@@ -49,7 +49,6 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/bffgate/bffgate/config"
-	"github.com/bffgate/bffgate/internal/demo"
 	"github.com/bffgate/bffgate/internal/faultidp"
 	"github.com/bffgate/bffgate/internal/localrun"
 )
@@ -202,11 +201,7 @@ func run() error {
 	}))
 	defer upstream.Close()
 
-	idp, err := demo.NewIDP(issuer, []demo.Client{{
-		ID: clientID, Secret: clientSecret,
-		RedirectURIs:           []string{public + mount + "/bff/callback"},
-		PostLogoutRedirectURIs: []string{public + mount + "/"},
-	}}, demo.IDPOptions{AccessTokenLifetime: *lifetime})
+	idp, err := localrun.NewIDP(issuer, clientID, clientSecret, public, mount, *lifetime)
 	if err != nil {
 		return err
 	}
