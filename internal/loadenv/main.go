@@ -1,7 +1,8 @@
 // Command loadenv is the environment scripts/load puts under load: on
 // loopback, a trivial JSON upstream, the demo OpenID provider, a bffgate
 // gateway with one spa frontend routing to the upstream, and a bare
-// httputil.ReverseProxy to the same upstream (the baseline). It logs in once
+// httputil.ReverseProxy to the same upstream that sets a fixed Authorization
+// header as large as the gateway's (the baseline). It logs in once
 // through the provider's login form and prints, on stdout,
 //
 //	GATEWAY_URL=http://127.0.0.1:P/web/api/fast/7
@@ -37,7 +38,9 @@ import (
 	"os/signal"
 	"runtime/pprof"
 	"slices"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -93,7 +96,16 @@ func run() error {
 	public := "http://" + gwLn.Addr().String()
 	bareURL := "http://" + bareLn.Addr().String()
 
+	// The upstream notes the size of the first Authorization header it
+	// gets (the gateway's check comes first) so that the baseline can send
+	// one as large: the issue's baseline is a proxy that sets a fixed
+	// Authorization header, and a ~1 KB header costs the upstream and both
+	// connections alike.
+	var authLen atomic.Int64
 	upstream := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if a := r.Header.Get("Authorization"); a != "" {
+			authLen.CompareAndSwap(0, int64(len(a)))
+		}
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = io.WriteString(w, `{"ok":true}`)
 	})
@@ -172,12 +184,21 @@ func run() error {
 	}
 
 	// The baseline: what the gateway's route proxy is minus sessions, CSRF,
-	// routing and observability (same transport pool size).
+	// routing and observability (same transport pool size), setting a fixed
+	// Authorization header as large as the gateway's once that is known.
 	target, _ := url.Parse(upURL)
 	bare := httputil.NewSingleHostReverseProxy(target)
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.MaxIdleConnsPerHost = 256
 	bare.Transport = tr
+	var bareAuth atomic.Pointer[string]
+	director := bare.Director
+	bare.Director = func(r *http.Request) {
+		director(r)
+		if a := bareAuth.Load(); a != nil {
+			r.Header.Set("Authorization", *a)
+		}
+	}
 
 	var (
 		idpHandler http.Handler = idp
@@ -210,6 +231,13 @@ func run() error {
 	if err := check(ctx, gatewayURL, http.Header{"Cookie": {cookie}, "X-Csrf": {"1"}}); err != nil {
 		return fmt.Errorf("gateway: %w", err)
 	}
+	n := int(authLen.Load())
+	if n <= len("Bearer ") {
+		return fmt.Errorf("gateway: the upstream got no Authorization header")
+	}
+	fixed := "Bearer " + strings.Repeat("x", n-len("Bearer "))
+	bareAuth.Store(&fixed)
+	fmt.Fprintf(os.Stderr, "loadenv: the baseline sends a fixed Authorization header of %d bytes, as large as the gateway's\n", n)
 	if err := check(ctx, bareURL+upstreamPath, nil); err != nil {
 		return fmt.Errorf("bare proxy: %w", err)
 	}
