@@ -196,7 +196,7 @@ func (b *BFF) buildRoutes() error {
 	e.HTTPErrorHandler = b.handleError
 	b.e = e
 	e.Use(b.observeRoutes(), ownHeaders)
-	e.Use(b.canonicalHost)
+	e.Use(b.canonicalHost())
 	if len(b.fe.CORS.AllowedOrigins) > 0 {
 		e.Use(b.cors())
 	}

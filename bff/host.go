@@ -52,25 +52,31 @@ func hostOnly(hostport string) string {
 // is often the proxy's upstream address (nginx sends 127.0.0.1:8080 by
 // default), and redirecting that to public_url would loop forever. There
 // the callback's error names the mismatch instead (noPendingLoginMessage).
-func (b *BFF) canonicalHost(next echo.HandlerFunc) echo.HandlerFunc {
+//
+// echo applies its middleware anew on every request, so what depends only on
+// the configuration is worked out once, here, and not in the returned
+// function.
+func (b *BFF) canonicalHost() echo.MiddlewareFunc {
 	pub := b.publicHost()
 	if !isLoopbackName(hostOnly(pub)) {
-		return next
+		return func(next echo.HandlerFunc) echo.HandlerFunc { return next }
 	}
 	login := b.base + "/bff/login"
-	return func(c echo.Context) error {
-		r := c.Request()
-		if (r.Method != http.MethodGet && r.Method != http.MethodHead) || strings.EqualFold(r.Host, pub) ||
-			!isLoopbackName(hostOnly(r.Host)) {
-			return next(c)
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			r := c.Request()
+			if (r.Method != http.MethodGet && r.Method != http.MethodHead) || strings.EqualFold(r.Host, pub) ||
+				!isLoopbackName(hostOnly(r.Host)) {
+				return next(c)
+			}
+			// The login, and page navigations (not API calls, which carry no
+			// text/html in Accept, nor the other /bff endpoints).
+			page := strings.Contains(r.Header.Get("Accept"), "text/html") && !strings.HasPrefix(r.URL.Path, b.base+"/bff/")
+			if r.URL.Path != login && !page {
+				return next(c)
+			}
+			return c.Redirect(http.StatusFound, b.deps.PublicURL+r.URL.RequestURI())
 		}
-		// The login, and page navigations (not API calls, which carry no
-		// text/html in Accept, nor the other /bff endpoints).
-		page := strings.Contains(r.Header.Get("Accept"), "text/html") && !strings.HasPrefix(r.URL.Path, b.base+"/bff/")
-		if r.URL.Path != login && !page {
-			return next(c)
-		}
-		return c.Redirect(http.StatusFound, b.deps.PublicURL+r.URL.RequestURI())
 	}
 }
 

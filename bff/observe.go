@@ -139,6 +139,19 @@ func (b *BFF) obs() Observer {
 type RequestInfo struct {
 	Frontend string
 	Route    string
+
+	// client is what the audit trail's client IP is derived from, kept
+	// here rather than worked out for every request: only the few requests
+	// that write an audit line need it.
+	client clientAddr
+}
+
+// clientAddr is a request's peer address and X-Forwarded-For chain, and
+// the proxies trusted to write that chain.
+type clientAddr struct {
+	peer         string
+	forwardedFor []string
+	trusted      []netip.Prefix
 }
 
 type requestInfoKey struct{}
@@ -189,12 +202,15 @@ func (b *BFF) observeRoutes() echo.MiddlewareFunc {
 		return func(c echo.Context) error {
 			label := routeLabel(labels, b.base, c.Path())
 			r := c.Request()
-			if ri := requestInfo(r.Context()); ri != nil {
-				ri.Frontend, ri.Route = b.fe.Name, label
-			}
 			// The audit events of this request name its client.
-			ctx := withClientIP(r.Context(), clientIP(r, b.deps.TrustedProxies))
-			c.SetRequest(r.WithContext(ctx))
+			ctx := r.Context()
+			addr := clientAddr{peer: r.RemoteAddr, forwardedFor: r.Header.Values("X-Forwarded-For"), trusted: b.deps.TrustedProxies}
+			if ri := requestInfo(ctx); ri != nil {
+				ri.Frontend, ri.Route, ri.client = b.fe.Name, label, addr
+			} else {
+				ctx = withClientIP(ctx, addr.ip())
+				c.SetRequest(r.WithContext(ctx))
+			}
 			err := next(c)
 			switch label {
 			case "bff:login":
@@ -389,19 +405,24 @@ func withClientIP(ctx context.Context, ip string) context.Context {
 	return context.WithValue(ctx, clientIPKey{}, ip)
 }
 
-// clientIPFrom returns the client IP the BFF put in the request's context
-// ("" outside a request).
+// clientIPFrom returns the client IP of the request in ctx ("" outside a
+// request).
 func clientIPFrom(ctx context.Context) string {
-	ip, _ := ctx.Value(clientIPKey{}).(string)
-	return ip
+	if ip, ok := ctx.Value(clientIPKey{}).(string); ok {
+		return ip
+	}
+	if ri := requestInfo(ctx); ri != nil && ri.client.peer != "" {
+		return ri.client.ip()
+	}
+	return ""
 }
 
-// clientIP is the address of the client: the connection's peer, or, when
+// ip is the address of the client: the connection's peer, or, when
 // that peer is a trusted proxy, the nearest X-Forwarded-For entry that is
 // not one. Only a parsed IP is returned, so a client cannot write its own
 // text into the audit trail.
-func clientIP(r *http.Request, trusted []netip.Prefix) string {
-	peer := r.RemoteAddr
+func (c clientAddr) ip() string {
+	peer, trusted := c.peer, c.trusted
 	if ap, err := netip.ParseAddrPort(peer); err == nil {
 		peer = ap.Addr().Unmap().String()
 	} else if host, _, err := net.SplitHostPort(peer); err == nil {
@@ -422,7 +443,7 @@ func clientIP(r *http.Request, trusted []netip.Prefix) string {
 	if !isTrusted(peer) {
 		return peer
 	}
-	hops := strings.Split(strings.Join(r.Header.Values("X-Forwarded-For"), ","), ",")
+	hops := strings.Split(strings.Join(c.forwardedFor, ","), ",")
 	for i := len(hops) - 1; i >= 0; i-- {
 		h := strings.TrimSpace(hops[i])
 		a, err := netip.ParseAddr(h)

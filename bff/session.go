@@ -24,10 +24,8 @@ var (
 	errCSRF      = httperr.New(http.StatusUnauthorized, httperr.CodeCSRFRequired, "this request needs the header X-CSRF: 1")
 )
 
-// sessionKey is where a loaded session is kept on the echo context, so the
-// ref (cookie or handle) it came from stays with it.
-const sessionKey = "bff.session"
-
+// loadedSession keeps the ref (cookie or handle) a session came from with
+// it.
 type loadedSession struct {
 	*sessions.Session
 	ref string
@@ -53,10 +51,9 @@ func (b *BFF) credential(r *http.Request) string {
 // requireSession loads the caller's live session or returns the error to answer.
 // Cookie sessions also need X-CSRF: 1, which a cross-site form cannot send
 // and a cross-origin script can only send after a CORS preflight we refuse.
+// Each handler calls it once per request, so nothing is kept on the echo
+// context (whose store is a map made per request).
 func (b *BFF) requireSession(c echo.Context) (*loadedSession, error) {
-	if v, ok := c.Get(sessionKey).(*loadedSession); ok {
-		return v, nil
-	}
 	r := c.Request()
 	ref := b.credential(r)
 	if ref == "" {
@@ -69,9 +66,7 @@ func (b *BFF) requireSession(c echo.Context) (*loadedSession, error) {
 	if err != nil {
 		return nil, err
 	}
-	ls := &loadedSession{Session: s, ref: ref}
-	c.Set(sessionKey, ls)
-	return ls, nil
+	return &loadedSession{Session: s, ref: ref}, nil
 }
 
 // loadRef opens ref and maps the store's answers to client errors; a store

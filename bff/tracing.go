@@ -51,15 +51,26 @@ type span struct {
 // holder's span is then a no-op one, so callers use it unconditionally.
 func (b *BFF) startSpan(ctx context.Context, name string) (context.Context, *span) {
 	if b.deps.Tracer == nil {
-		return ctx, &span{s: noop.Span{}}
+		return ctx, untraced
 	}
 	ctx, s := b.deps.Tracer.Start(ctx, name, trace.WithAttributes(attribute.String("bffgate.frontend", b.fe.Name)))
 	return ctx, &span{s: s}
 }
 
+// untraced is every request's span while tracing is off. It is never
+// written to: end leaves a span that does not record alone, so it can be
+// shared, and the hot path allocates no holder per request.
+var untraced = &span{s: noop.Span{}}
+
 // end ends the span, marked failed when err is not nil. The status names
 // the error class only: messages can quote provider answers.
 func (s *span) end(err error) {
+	if !s.s.IsRecording() {
+		// Nothing recorded: ending it again is harmless, so the once (and
+		// with it the shared untraced holder) is left alone.
+		s.s.End()
+		return
+	}
 	s.once.Do(func() {
 		if err != nil {
 			s.s.SetStatus(codes.Error, errorClass(err))

@@ -47,11 +47,14 @@ func checkPath(u *url.URL) *httperr.Error {
 			return badPath("double percent-encoding is not allowed in paths")
 		}
 	}
-	segs := strings.Split(p[1:], "/")
-	for i, seg := range segs {
+	// Segment by segment with Cut rather than Split: every request passes
+	// here, and Split allocates the slice of segments.
+	for rest, more := p[1:], true; more; {
+		var seg string
+		seg, rest, more = strings.Cut(rest, "/")
 		switch {
 		case seg == "":
-			if i == len(segs)-1 { // a trailing slash
+			if !more { // a trailing slash
 				continue
 			}
 			return badPath("empty path segments (//) are not allowed")
