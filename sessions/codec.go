@@ -100,27 +100,30 @@ func unmarshalSession(b []byte) (*Session, error) {
 		b = b[k+int(n):]
 		return v, nil
 	}
-	next := func() (string, error) {
+	// The string fields are copied in one conversion of the span that
+	// holds them, and each is a substring of it: one allocation instead of
+	// seven on every request's session load.
+	fields := b
+	var spans [8][2]int // each field's start and end in fields
+	for i := range spans {
 		v, err := nextRaw()
-		return string(v), err
-	}
-	var s Session
-	for _, dst := range [...]*string{&s.Frontend, &s.Subject, &s.ProviderSID, nil, &s.IDToken, &s.AccessToken, &s.RefreshToken, &s.TokenType} {
-		if dst == nil { // the claims, kept as bytes
-			claims, err := nextRaw()
-			if err != nil {
-				return nil, err
-			}
-			if len(claims) > 0 {
-				s.Claims = json.RawMessage(bytes.Clone(claims))
-			}
-			continue
-		}
-		v, err := next()
 		if err != nil {
 			return nil, err
 		}
-		*dst = v
+		start := len(fields) - len(b) - len(v)
+		spans[i] = [2]int{start, start + len(v)}
+	}
+	text := string(fields[:spans[7][1]])
+	var s Session
+	for i, dst := range [...]*string{&s.Frontend, &s.Subject, &s.ProviderSID, nil, &s.IDToken, &s.AccessToken, &s.RefreshToken, &s.TokenType} {
+		sp := spans[i]
+		if dst == nil { // the claims, kept as bytes
+			if sp[1] > sp[0] {
+				s.Claims = json.RawMessage(bytes.Clone(fields[sp[0]:sp[1]]))
+			}
+			continue
+		}
+		*dst = text[sp[0]:sp[1]]
 	}
 	var ints [4]int64
 	for i := range ints {
