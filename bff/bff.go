@@ -62,6 +62,10 @@ type Deps struct {
 	// Propagator writes the trace context on outgoing calls; nil is W3C
 	// traceparent.
 	Propagator propagation.TextMapPropagator
+	// RequestID returns the id of the request in ctx, which upstream calls
+	// carry as X-Request-Id; nil (or "") passes the client's header on
+	// as it came.
+	RequestID func(context.Context) string
 	// KeySecret is a secret every instance shares (the sealing cookie key
 	// pair), from which DPoP frontends derive their keys: the frontend's
 	// client key, and each login's session key. Nil means a random secret
@@ -232,6 +236,7 @@ func (b *BFF) buildRoutes() error {
 			TrustedProxies: b.deps.TrustedProxies,
 			ReservedCookie: b.reservedCookie,
 			PublicURL:      b.publicURL,
+			RequestID:      b.deps.RequestID,
 			Logger:         b.log.With(slog.String("route", rt.Prefix)),
 		})
 		p.Transport = b.observeUpstream(rt.Prefix, p.Transport)
@@ -254,6 +259,7 @@ func (b *BFF) buildRoutes() error {
 	}
 	for _, a := range b.fe.Aggregates {
 		h := aggregate.New(a, b.log.With(slog.String("aggregate", a.Path)))
+		h.RequestID = b.deps.RequestID
 		h.WrapTransport(func(rt http.RoundTripper) http.RoundTripper {
 			rt = b.observeUpstream(a.Path, rt)
 			if b.fe.OIDC.UsesDPoP() {

@@ -35,6 +35,10 @@ type part struct {
 
 // Handler serves one configured aggregate.
 type Handler struct {
+	// RequestID returns the id of the request in ctx, which each part
+	// request carries as X-Request-Id; nil (or "") copies the client's.
+	RequestID func(context.Context) string
+
 	parts   []part
 	timeout time.Duration
 	client  *http.Client
@@ -129,6 +133,11 @@ func (h *Handler) call(ctx context.Context, in *http.Request, p part) result {
 	for _, k := range []string{"X-Request-Id", "Traceparent", "Tracestate", "Accept-Language"} {
 		if v := in.Header.Get(k); v != "" {
 			req.Header.Set(k, v)
+		}
+	}
+	if h.RequestID != nil {
+		if id := h.RequestID(in.Context()); id != "" {
+			req.Header.Set("X-Request-Id", id)
 		}
 	}
 	if host, _, err := net.SplitHostPort(in.RemoteAddr); err == nil {

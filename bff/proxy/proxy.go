@@ -55,6 +55,10 @@ type Options struct {
 	// the frontend's own host): the upstream's X-Forwarded-Host and
 	// X-Forwarded-Proto. Nil keeps the incoming request's.
 	PublicURL *url.URL
+	// RequestID returns the id of the request in ctx, sent upstream as
+	// X-Request-Id in place of the client's; nil (or "") passes the
+	// client's header on.
+	RequestID func(context.Context) string
 	Logger    *slog.Logger
 }
 
@@ -134,6 +138,11 @@ func New(o Options) *httputil.ReverseProxy {
 			pr.Out.Header.Del("X-Csrf")
 			if tok := Token(pr.In.Context()); tok != "" {
 				pr.Out.Header.Set("Authorization", "Bearer "+tok)
+			}
+			if o.RequestID != nil {
+				if id := o.RequestID(pr.In.Context()); id != "" {
+					pr.Out.Header.Set("X-Request-Id", id)
+				}
 			}
 		},
 		ModifyResponse: func(resp *http.Response) error {

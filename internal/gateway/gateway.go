@@ -165,6 +165,7 @@ func New(cfg *config.Config, o Options) (*Gateway, error) {
 		ProviderTimeout: cfg.Sessions.ProviderTimeout,
 		TrustedProxies:  trusted,
 		Observer:        g.metrics,
+		RequestID:       observe.RequestID,
 		// The sealing pair is what every instance is sure to share.
 		KeySecret: slices.Concat(keys[0].Hash, keys[0].Block),
 	})

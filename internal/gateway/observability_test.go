@@ -397,6 +397,27 @@ func TestRequestIDAndTraceContext(t *testing.T) {
 			}
 		}
 	})
+
+	t.Run("aggregate parts, invalid id", func(t *testing.T) {
+		mu.Lock()
+		parts = nil
+		mu.Unlock()
+		resp := b.do(http.MethodGet, "/web/api/both", http.Header{"X-Csrf": {"1"}, "X-Request-Id": {"a b"}}, "")
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("status %d: %s", resp.StatusCode, readBody(resp))
+		}
+		id := resp.Header.Get("X-Request-Id")
+		mu.Lock()
+		defer mu.Unlock()
+		if len(parts) != 2 || len(id) != 32 {
+			t.Fatalf("%d part calls, response id %q", len(parts), id)
+		}
+		for _, h := range parts {
+			if v := h.Values("X-Request-Id"); len(v) != 1 || v[0] != id {
+				t.Errorf("part X-Request-Id %q, want the gateway's %q", v, id)
+			}
+		}
+	})
 }
 
 // Route labels are configured names, never raw paths; requests nothing

@@ -17,11 +17,12 @@ import (
 // metrics and one access log line per request.
 //
 // The request id is the client's X-Request-Id when it passes ValidRequestID,
-// else a new one. It is set on the request's headers, so bff/proxy and
-// bff/aggregate pass it to upstreams like W3C traceparent/tracestate (which
-// are left untouched), on the response, and in the context, where the
+// else a new one. It is set on the response and in the context, where the
 // logger (wrapped by NewContextHandler) finds it for every line the request
-// logs.
+// logs, and where bff/proxy and bff/aggregate find it (bff.Deps.RequestID
+// is RequestID) to send it upstream in place of the client's header, next
+// to W3C traceparent/tracestate (which are left untouched). The request's
+// own headers are not rewritten: that took a copy of them per request.
 //
 // The access line logs the path without its query: the callback's query
 // holds the authorization code and state, and others may hold what the
@@ -46,10 +47,6 @@ func Handler(next http.Handler, logger *slog.Logger, m *Metrics, tr Tracing) htt
 		info := &bff.RequestInfo{}
 		ctx := bff.WithRequestInfo(WithRequestID(r.Context(), id), info)
 		r = r.WithContext(ctx)
-		if vs := r.Header.Values(RequestIDHeader); len(vs) != 1 || vs[0] != id {
-			r.Header = r.Header.Clone() // the copy's own headers
-			r.Header.Set(RequestIDHeader, id)
-		}
 		w.Header().Set(RequestIDHeader, id)
 		rw := &responseWriter{ResponseWriter: w, requestID: id}
 
