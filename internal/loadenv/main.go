@@ -187,18 +187,16 @@ func run() error {
 	// routing and observability (same transport pool size), setting a fixed
 	// Authorization header as large as the gateway's once that is known.
 	target, _ := url.Parse(upURL)
-	bare := httputil.NewSingleHostReverseProxy(target)
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.MaxIdleConnsPerHost = 256
-	bare.Transport = tr
 	var bareAuth atomic.Pointer[string]
-	director := bare.Director
-	bare.Director = func(r *http.Request) {
-		director(r)
+	bare := &httputil.ReverseProxy{Transport: tr, Rewrite: func(pr *httputil.ProxyRequest) {
+		pr.SetURL(target)
+		pr.SetXForwarded()
 		if a := bareAuth.Load(); a != nil {
-			r.Header.Set("Authorization", *a)
+			pr.Out.Header.Set("Authorization", *a)
 		}
-	}
+	}}
 
 	var (
 		idpHandler http.Handler = idp
