@@ -191,8 +191,13 @@ func run() error {
 	tr.MaxIdleConnsPerHost = 256
 	var bareAuth atomic.Pointer[string]
 	bare := &httputil.ReverseProxy{Transport: tr, Rewrite: func(pr *httputil.ProxyRequest) {
+		// What NewSingleHostReverseProxy's Director does (the target, the
+		// X-Forwarded-For it adds), without its deprecated hook.
 		pr.SetURL(target)
-		pr.SetXForwarded()
+		pr.Out.Host = pr.In.Host
+		if ip, _, err := net.SplitHostPort(pr.In.RemoteAddr); err == nil {
+			pr.Out.Header.Set("X-Forwarded-For", ip)
+		}
 		if a := bareAuth.Load(); a != nil {
 			pr.Out.Header.Set("Authorization", *a)
 		}
