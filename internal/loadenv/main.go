@@ -187,21 +187,8 @@ func run() error {
 	// routing and observability (same transport pool size), setting a fixed
 	// Authorization header as large as the gateway's once that is known.
 	target, _ := url.Parse(upURL)
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.MaxIdleConnsPerHost = 256
 	var bareAuth atomic.Pointer[string]
-	bare := &httputil.ReverseProxy{Transport: tr, Rewrite: func(pr *httputil.ProxyRequest) {
-		// What NewSingleHostReverseProxy's Director does (the target, the
-		// X-Forwarded-For it adds), without its deprecated hook.
-		pr.SetURL(target)
-		pr.Out.Host = pr.In.Host
-		if ip, _, err := net.SplitHostPort(pr.In.RemoteAddr); err == nil {
-			pr.Out.Header.Set("X-Forwarded-For", ip)
-		}
-		if a := bareAuth.Load(); a != nil {
-			pr.Out.Header.Set("Authorization", *a)
-		}
-	}}
+	bare := baseline(target, &bareAuth)
 
 	var (
 		idpHandler http.Handler = idp
@@ -257,6 +244,25 @@ func run() error {
 	<-ctx.Done()
 	fmt.Fprintln(os.Stderr, "loadenv: stopping")
 	return nil
+}
+
+// baseline is the bare proxy: what NewSingleHostReverseProxy's Director
+// does (the target, the incoming Host, the X-Forwarded-For it adds),
+// without its deprecated hook, plus the fixed Authorization header in auth
+// once it is set.
+func baseline(target *url.URL, auth *atomic.Pointer[string]) *httputil.ReverseProxy {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.MaxIdleConnsPerHost = 256
+	return &httputil.ReverseProxy{Transport: tr, Rewrite: func(pr *httputil.ProxyRequest) {
+		pr.SetURL(target)
+		pr.Out.Host = pr.In.Host
+		if ip, _, err := net.SplitHostPort(pr.In.RemoteAddr); err == nil {
+			pr.Out.Header.Set("X-Forwarded-For", ip)
+		}
+		if a := auth.Load(); a != nil {
+			pr.Out.Header.Set("Authorization", *a)
+		}
+	}}
 }
 
 func defaultRedisURL() string {
