@@ -54,6 +54,11 @@ type pendingLogin struct {
 	Prompt    string `json:"p,omitempty"`
 	ACRValues string `json:"acr,omitempty"`
 	MaxAge    *int64 `json:"ma,omitempty"`
+	// DPoPJKT is the thumbprint /login sent as dpop_jkt: the callback
+	// makes the key again with whichever cookie key pair gives it, so a
+	// login that spans a rotation of the first pair still ends with the
+	// key its code is bound to.
+	DPoPJKT string `json:"jkt,omitempty"`
 }
 
 func randomString(n int) string {
@@ -127,6 +132,16 @@ func (b *BFF) login(c echo.Context) error {
 	if err != nil {
 		return b.providerDown(err)
 	}
+	// RFC 9449 section 10: the provider binds the code to the session's
+	// key, so a stolen code is useless without it. With PAR it is pushed
+	// with the rest.
+	dpopKey, err := b.loginDPoPKey(p.State)
+	if err != nil {
+		return err
+	}
+	if dpopKey != nil {
+		p.DPoPJKT = dpopKey.Thumbprint()
+	}
 	sealed, err := b.sealPending(p)
 	if err != nil {
 		return err
@@ -155,15 +170,8 @@ func (b *BFF) login(c echo.Context) error {
 	if p.MaxAge != nil {
 		opts = append(opts, oauth2.SetAuthURLParam("max_age", strconv.FormatInt(*p.MaxAge, 10)))
 	}
-	// RFC 9449 section 10: the provider binds the code to the session's
-	// key, so a stolen code is useless without it. With PAR it is pushed
-	// with the rest.
-	dpopKey, err := b.loginDPoPKey(p.State)
-	if err != nil {
-		return err
-	}
-	if dpopKey != nil {
-		opts = append(opts, oauth2.SetAuthURLParam("dpop_jkt", dpopKey.Thumbprint()))
+	if p.DPoPJKT != "" {
+		opts = append(opts, oauth2.SetAuthURLParam("dpop_jkt", p.DPoPJKT))
 	}
 	target, err := b.authorizeURL(c.Request().Context(), meta, meta.oauth.AuthCodeURL(p.State, opts...))
 	if err != nil {
@@ -310,7 +318,7 @@ func (b *BFF) callback(c echo.Context) error {
 	}
 	// DPoP: the session's own key, the one /login sent the thumbprint of,
 	// kept with its tokens from now on.
-	dpopKey, err := b.loginDPoPKey(p.State)
+	dpopKey, err := b.callbackDPoPKey(&p)
 	if err != nil {
 		return b.failLogin(c, &p, LoginInternal, "", httperr.Wrap(http.StatusInternalServerError, httperr.CodeInternal, "the session's DPoP key", err))
 	}

@@ -66,6 +66,10 @@ type Deps struct {
 	// carry as X-Request-Id; nil (or "") passes the client's header on
 	// as it came.
 	RequestID func(context.Context) string
+	// OlderKeySecrets are the secrets of the other cookie key pairs, which
+	// still open cookies sealed before a rotation: a login begun where one
+	// of them was the first pair ends with the DPoP key it began with.
+	OlderKeySecrets [][]byte
 	// KeySecret is a secret every instance shares (the sealing cookie key
 	// pair), from which DPoP frontends derive their keys: the frontend's
 	// client key, and each login's session key. Nil means a random secret
@@ -93,7 +97,8 @@ type BFF struct {
 	// upstreamNonces are the upstreams' latest DPoP-Nonce, per origin.
 	upstreamNonces sync.Map
 	// keySecret is Deps.KeySecret, or random (see there).
-	keySecret []byte
+	keySecret       []byte
+	olderKeySecrets [][]byte
 }
 
 // New builds the BFF for fe (already defaulted and validated).
@@ -133,18 +138,20 @@ func New(fe config.Frontend, d Deps) (*BFF, error) {
 		d.PublicURL = pub.Scheme + "://" + host
 	}
 	b := &BFF{
-		fe:        fe,
-		base:      strings.TrimSuffix(fe.Mount, "/"),
-		secure:    pub.Scheme == "https",
-		deps:      d,
-		log:       d.Logger.With(slog.String("frontend", fe.Name)),
-		now:       d.Now,
-		binding:   fe.Kind + ":" + fe.Name,
-		keySecret: d.KeySecret,
+		fe:              fe,
+		base:            strings.TrimSuffix(fe.Mount, "/"),
+		secure:          pub.Scheme == "https",
+		deps:            d,
+		log:             d.Logger.With(slog.String("frontend", fe.Name)),
+		now:             d.Now,
+		binding:         fe.Kind + ":" + fe.Name,
+		keySecret:       d.KeySecret,
+		olderKeySecrets: d.OlderKeySecrets,
 	}
 	if len(b.keySecret) == 0 {
 		b.keySecret = make([]byte, 32)
 		_, _ = rand.Read(b.keySecret) // never fails (crypto/rand)
+		b.olderKeySecrets = nil       // they went with a shared secret
 	}
 	if b.publicURL, err = url.Parse(d.PublicURL); err != nil {
 		return nil, fmt.Errorf("public url: %w", err)

@@ -3,6 +3,7 @@ package bff
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -39,10 +40,14 @@ func (b *BFF) sessionDPoPKey(ctx context.Context, s *sessions.Session) *dpop.Key
 // could only come from that same secret, plus a read before the first use.
 // Rotating the first cookie key pair changes every derived key: a new
 // client token is fetched for the new client key, and a login begun before
-// the rotation on one instance and finished after it on another fails
-// (the code is bound to the old key) and is simply retried.
+// the rotation on one instance and finished after it on another makes its
+// key again from the older pair (callbackDPoPKey).
 func (b *BFF) deriveDPoPKey(purpose string) (*dpop.Key, error) {
-	return dpop.DeriveKey(b.keySecret, "bffgate\x00"+b.fe.Name+"\x00"+purpose)
+	return deriveDPoPKeyWith(b.keySecret, b.fe.Name, purpose)
+}
+
+func deriveDPoPKeyWith(secret []byte, frontend, purpose string) (*dpop.Key, error) {
+	return dpop.DeriveKey(secret, "bffgate\x00"+frontend+"\x00"+purpose)
 }
 
 // loginDPoPKey is the DPoP key of the session a login makes, nil without
@@ -57,6 +62,28 @@ func (b *BFF) loginDPoPKey(state string) (*dpop.Key, error) {
 		return nil, nil
 	}
 	return b.deriveDPoPKey("login\x00" + state)
+}
+
+// callbackDPoPKey makes the login's key again: with the first cookie key
+// pair, or, when /login ran where an older pair was still the first (the
+// thumbprint it sent says which), with that pair. A login cookie this
+// instance could open was sealed with one of its pairs, so one of them
+// gives the key unless the frontend's DPoP setting changed meanwhile.
+func (b *BFF) callbackDPoPKey(p *pendingLogin) (*dpop.Key, error) {
+	k, err := b.loginDPoPKey(p.State)
+	if k == nil || err != nil || p.DPoPJKT == "" || k.Thumbprint() == p.DPoPJKT {
+		return k, err // a cookie from before the thumbprint was kept: the first pair's
+	}
+	for _, secret := range b.olderKeySecrets {
+		old, err := deriveDPoPKeyWith(secret, b.fe.Name, "login\x00"+p.State)
+		if err != nil {
+			return nil, err
+		}
+		if old.Thumbprint() == p.DPoPJKT {
+			return old, nil
+		}
+	}
+	return nil, fmt.Errorf("no cookie key pair of this instance gives the key /login bound the code to (dpop_jkt %s)", p.DPoPJKT)
 }
 
 type dpopKeyCtx struct{}

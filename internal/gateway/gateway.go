@@ -167,7 +167,8 @@ func New(cfg *config.Config, o Options) (*Gateway, error) {
 		Observer:        g.metrics,
 		RequestID:       observe.RequestID,
 		// The sealing pair is what every instance is sure to share.
-		KeySecret: slices.Concat(keys[0].Hash, keys[0].Block),
+		KeySecret:       slices.Concat(keys[0].Hash, keys[0].Block),
+		OlderKeySecrets: olderKeySecrets(keys[1:]),
 	})
 	if err != nil {
 		return nil, err
@@ -379,6 +380,16 @@ func redisOptions(rc config.Redis) (*redis.UniversalOptions, error) {
 
 // cookieKeys decodes sessions.cookie_keys; a memory store without keys gets
 // random ones, since its sessions die with the process anyway.
+// olderKeySecrets are the BFFs' key secrets (see bff.Deps.KeySecret) of
+// the pairs after the first, newest first.
+func olderKeySecrets(pairs []sessions.KeyPair) [][]byte {
+	var out [][]byte
+	for _, k := range pairs {
+		out = append(out, slices.Concat(k.Hash, k.Block))
+	}
+	return out
+}
+
 func cookieKeys(cfg *config.Config, logger *slog.Logger) ([]sessions.KeyPair, error) {
 	var out []sessions.KeyPair
 	for i, k := range cfg.Sessions.CookieKeys {

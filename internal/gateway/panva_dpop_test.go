@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strings"
 	"sync"
@@ -332,5 +333,73 @@ func TestPanvaDPoPLoginRefusals(t *testing.T) {
 				t.Fatal("no login_failed audit line")
 			}
 		})
+	}
+}
+
+// TestPanvaDPoPLoginAcrossCookieKeyRotation: a login's DPoP key is derived
+// from the first cookie key pair and the login's state. During a rolling
+// rotation (the new pair put first on one instance while another still
+// runs the old configuration) a login begun on the old instance and ended
+// on the new one must end with the key /login bound the code to, made from
+// the older pair, which the new instance still holds to open old cookies.
+func TestPanvaDPoPLoginAcrossCookieKeyRotation(t *testing.T) {
+	ec, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	keyFile := writeClientKey(t, ec)
+	tap := &providerTap{}
+	e := newPanvaEnvWith(t, panva.Options{FAPI2: true, RequireDPoPNonce: true}, gateway.Options{HTTPClient: tap.client()}, func(public string) []map[string]any {
+		return []map[string]any{fapi2Client(public, nil)}
+	}, func(issuer, _ string) config.Frontend {
+		return config.Frontend{Name: "web", Mount: "/web",
+			OIDC: config.OIDC{Issuer: issuer, ClientID: "web-bff", Profile: config.ProfileFAPI2,
+				ClientAuth: config.PrivateKeyJWT, PrivateKeyFile: keyFile},
+			Routes: []config.Route{{Prefix: "/api/orders", Upstream: "http://placeholder.invalid", StripPrefix: true}},
+		}
+	})
+	api := newDPoPUpstream(t, e.op)
+	e.cfg.Frontends[0].Routes = []config.Route{{Prefix: "/api/orders", Upstream: api.URL, StripPrefix: true, Token: config.TokenUser}}
+
+	// The rotated instance: a new first pair, the old one kept second.
+	rotated := *e.cfg
+	rotated.Sessions.CookieKeys = append([]config.CookieKey{{Hash: randomKey(32), Block: randomKey(32)}}, e.cfg.Sessions.CookieKeys...)
+	rotated.ApplyDefaults()
+	if err := rotated.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	gw, err := gateway.New(&rotated, gateway.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(gw.Handler(true))
+	t.Cleanup(func() { srv.Close(); gw.Close() })
+
+	// /login on the old instance (the public origin), the callback on the
+	// rotated one: the browser's cookie jar sends the login cookie to both
+	// (cookies are per host, not per port).
+	alice := oidctest.NewBrowser(t)
+	cb, _, err := e.op.Login(context.Background(), alice.Client, e.public+"/web/bff/login?returnTo=/web/", "alice")
+	if err != nil {
+		t.Fatalf("login at the provider: %v", err)
+	}
+	pushed := tap.pushed(t)
+	if len(pushed) != 1 || pushed[0].Get("dpop_jkt") == "" {
+		t.Fatalf("pushed authorization requests: %v", pushed)
+	}
+	jkt := pushed[0].Get("dpop_jkt")
+	u, _ := url.Parse(cb)
+	u.Host = strings.TrimPrefix(srv.URL, "http://")
+	req, _ := http.NewRequest(http.MethodGet, u.String(), nil)
+	resp, err := alice.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusFound || resp.Header.Get("Location") != "/web/" {
+		t.Fatalf("callback on the rotated instance: %d to %q", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	if r := e.call(t, alice, http.MethodGet, srv.URL+"/web/api/orders/1"); r.StatusCode != http.StatusOK {
+		t.Fatalf("API call on the rotated instance: %d %s", r.StatusCode, readBody(r))
+	}
+	if got := api.last(t); got.sub != "alice" || got.jkt != jkt {
+		t.Fatalf("the token is bound to %q (sub %q); /login bound the code to %q", got.jkt, got.sub, jkt)
 	}
 }
