@@ -128,8 +128,13 @@ type Redis struct {
 	MasterName string   `yaml:"master_name"`
 	Username   string   `yaml:"username"`
 	Password   string   `yaml:"password"`
-	DB         int      `yaml:"db"`
-	TLS        bool     `yaml:"tls"`
+	// SentinelUsername and SentinelPassword authenticate to the sentinels
+	// themselves (their own requirepass or ACL user), which may differ
+	// from the data nodes' username and password.
+	SentinelUsername string `yaml:"sentinel_username"`
+	SentinelPassword string `yaml:"sentinel_password"`
+	DB               int    `yaml:"db"`
+	TLS              bool   `yaml:"tls"`
 	// KeyPrefix namespaces every key. Default "bffgate:".
 	KeyPrefix    string        `yaml:"key_prefix"`
 	DialTimeout  time.Duration `yaml:"dial_timeout"`  // default 1s

@@ -98,6 +98,16 @@ func (v *validator) redis() {
 	if r.MasterName != "" && len(r.Addrs) == 0 {
 		v.add(file, "sessions.redis.master_name", "needs sessions.redis.addrs: the Sentinel addresses")
 	}
+	if r.MasterName == "" {
+		for _, f := range [...]struct{ key, val string }{
+			{"sessions.redis.sentinel_username", r.SentinelUsername},
+			{"sessions.redis.sentinel_password", r.SentinelPassword},
+		} {
+			if f.val != "" {
+				v.add(file, f.key, "only applies with sessions.redis.master_name (Redis Sentinel)")
+			}
+		}
+	}
 	if r.DB < 0 {
 		v.add(file, "sessions.redis.db", "must not be negative")
 	}

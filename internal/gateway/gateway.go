@@ -334,18 +334,21 @@ func NewRedisClient(rc config.Redis) (redis.UniversalClient, error) {
 
 func redisOptions(rc config.Redis) (*redis.UniversalOptions, error) {
 	o := &redis.UniversalOptions{
-		Addrs:        rc.Addrs,
-		MasterName:   rc.MasterName,
-		Username:     rc.Username,
-		Password:     rc.Password,
-		DB:           rc.DB,
-		DialTimeout:  rc.DialTimeout,
-		ReadTimeout:  rc.ReadTimeout,
-		WriteTimeout: rc.WriteTimeout,
-		PoolSize:     rc.PoolSize,
-		MinIdleConns: rc.MinIdleConns,
-		PoolTimeout:  rc.DialTimeout + rc.ReadTimeout,
-		MaxRetries:   1,
+		Addrs:      rc.Addrs,
+		MasterName: rc.MasterName,
+		Username:   rc.Username,
+		Password:   rc.Password,
+		// Only read with MasterName (config refuses them without).
+		SentinelUsername: rc.SentinelUsername,
+		SentinelPassword: rc.SentinelPassword,
+		DB:               rc.DB,
+		DialTimeout:      rc.DialTimeout,
+		ReadTimeout:      rc.ReadTimeout,
+		WriteTimeout:     rc.WriteTimeout,
+		PoolSize:         rc.PoolSize,
+		MinIdleConns:     rc.MinIdleConns,
+		PoolTimeout:      rc.DialTimeout + rc.ReadTimeout,
+		MaxRetries:       1,
 		// One dial attempt per command: with the default of five, a
 		// blackholed Redis would hold a request for five dial timeouts
 		// before the 503.

@@ -22,8 +22,8 @@ type sentinelMasters struct {
 }
 
 // newSentinelMasters connects like the go-redis failover client connects to
-// its sentinels: same timeouts and TLS, no sentinel password (the config
-// has none), and no retries: the next check comes soon enough.
+// its sentinels: same timeouts, TLS and sentinel credentials, and no
+// retries: the next check comes soon enough.
 func newSentinelMasters(rc config.Redis) (*sentinelMasters, error) {
 	o, err := redisOptions(rc)
 	if err != nil {
@@ -33,6 +33,8 @@ func newSentinelMasters(rc config.Redis) (*sentinelMasters, error) {
 	for _, addr := range o.Addrs {
 		m.clients = append(m.clients, redis.NewSentinelClient(&redis.Options{
 			Addr:         addr,
+			Username:     o.SentinelUsername,
+			Password:     o.SentinelPassword,
 			DialTimeout:  o.DialTimeout,
 			ReadTimeout:  o.ReadTimeout,
 			WriteTimeout: o.WriteTimeout,

@@ -46,6 +46,61 @@ func TestRedisSentinel(t *testing.T) {
 	}
 }
 
+// TestRedisSentinelWithPasswords: sentinels with their own requirepass in
+// front of a master with another one. With sessions.redis.sentinel_password
+// the gateway (and its session cache's sentinel checks) reach the master
+// and keep sessions there; without it, it is not ready and says why,
+// rather than serving sessions from nowhere.
+func TestRedisSentinelWithPasswords(t *testing.T) {
+	const masterPass, sentinelPass = "master-secret", "sentinel-secret"
+	master := redistest.Start(t, "--requirepass", masterPass)
+	sentinel := redistest.StartSentinels(t, redistest.Sentinels{Name: "bffmaster", Master: master.Addr,
+		Password: sentinelPass, MasterPassword: masterPass})[0]
+	sentinelConfig := func(sentinelPassword string) envOption {
+		return withConfig(func(c *config.Config) {
+			c.Sessions.Redis.URL = ""
+			c.Sessions.Redis.Addrs = []string{sentinel}
+			c.Sessions.Redis.MasterName = "bffmaster"
+			c.Sessions.Redis.Password = masterPass
+			c.Sessions.Redis.SentinelPassword = sentinelPassword
+		})
+	}
+
+	e := newEnv(t, sentinelConfig(sentinelPass))
+	b := e.browser()
+	b.login("/web", e.admin())
+	// The cache serves only while the sentinels confirm its master, which
+	// takes the sentinels' password too.
+	deadline := time.Now().Add(10 * time.Second)
+	for e.gw.SessionCache().Stats().Hits == 0 {
+		if resp := b.api(http.MethodGet, "/web/api/orders/1"); resp.StatusCode != http.StatusOK {
+			t.Fatalf("API through a password-protected Sentinel: %d %s", resp.StatusCode, readBody(resp))
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the session cache never served: %+v", e.gw.SessionCache().Stats())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	c := redis.NewClient(&redis.Options{Addr: master.Addr, Password: masterPass})
+	defer c.Close()
+	id := e.session("web", b.cookie("bff-web").Value).ID()
+	if n, err := c.Exists(t.Context(), e.prefix+"s:{"+id+"}").Result(); err != nil || n != 1 {
+		t.Fatalf("the session is not on the master (exists = %d, %v)", n, err)
+	}
+
+	// The same without the sentinels' password: not ready.
+	bad := newEnv(t, sentinelConfig(""))
+	resp, err := http.Get(bad.public + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := readBody(resp)
+	if resp.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("readyz without the sentinels' password: %d %s", resp.StatusCode, body)
+	}
+	t.Logf("readyz without the sentinels' password: %d %s", resp.StatusCode, body)
+}
+
 func existsOn(t *testing.T, addr, key string) int64 {
 	t.Helper()
 	c := redis.NewClient(&redis.Options{Addr: addr})

@@ -77,7 +77,9 @@ func Pings(ctx context.Context, addr string) bool {
 	defer c.Close()
 	ctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
-	return c.Ping(ctx).Err() == nil
+	err := c.Ping(ctx).Err()
+	// A server with requirepass answers too, refusing the unauthenticated PING.
+	return err == nil || strings.HasPrefix(err.Error(), "NOAUTH")
 }
 
 // FreePort returns a loopback port that was free a moment ago.
@@ -153,6 +155,9 @@ type Sentinels struct {
 	// its failovers with SENTINEL FAILOVER sets it long, so that a loaded
 	// machine's slow PING answer cannot start another one.
 	DownAfter time.Duration
+	// Password is the sentinels' own requirepass, MasterPassword the
+	// master's (sentinel auth-pass); empty for none.
+	Password, MasterPassword string
 }
 
 // StartSentinels runs the group and returns the sentinels' addresses once
@@ -178,6 +183,12 @@ func StartSentinels(t testing.TB, g Sentinels) []string {
 		sport := FreePort(t)
 		conf := fmt.Sprintf("port %d\nbind 127.0.0.1\ndir %s\nsentinel monitor %s %s %s %d\nsentinel down-after-milliseconds %s %d\n",
 			sport, dir, g.Name, host, port, g.Quorum, g.Name, g.DownAfter.Milliseconds())
+		if g.MasterPassword != "" {
+			conf += fmt.Sprintf("sentinel auth-pass %s %s\n", g.Name, g.MasterPassword)
+		}
+		if g.Password != "" {
+			conf += fmt.Sprintf("requirepass %s\n", g.Password)
+		}
 		path := dir + "/sentinel.conf"
 		if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
 			t.Fatal(err)
@@ -192,7 +203,7 @@ func StartSentinels(t testing.TB, g Sentinels) []string {
 	}
 	deadline := time.Now().Add(20 * time.Second)
 	for _, addr := range addrs {
-		sc := redis.NewSentinelClient(&redis.Options{Addr: addr})
+		sc := redis.NewSentinelClient(&redis.Options{Addr: addr, Password: g.Password})
 		for {
 			got, err := sc.GetMasterAddrByName(context.Background(), g.Name).Result()
 			m, merr := sc.Master(context.Background(), g.Name).Result()
