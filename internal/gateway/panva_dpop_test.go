@@ -79,6 +79,29 @@ func fapi2Client(public string, extra map[string]any) map[string]any {
 	return c
 }
 
+// newFAPI2DPoPEnv is oidc-provider in its FAPI 2.0 mode (DPoP nonces
+// required at the token endpoint) with one fapi2 frontend "web"
+// (private_key_jwt, PAR, DPoP), whose route /api/orders the test points at
+// its upstream. The gateway at e.public serves the logins (/bff/login
+// answers on the public origin only), with tap as its window on what it
+// pushes to the provider.
+func newFAPI2DPoPEnv(t *testing.T) (*panvaEnv, *providerTap) {
+	t.Helper()
+	ec, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	keyFile := writeClientKey(t, ec)
+	tap := &providerTap{}
+	e := newPanvaEnvWith(t, panva.Options{FAPI2: true, RequireDPoPNonce: true}, gateway.Options{HTTPClient: tap.client()}, func(public string) []map[string]any {
+		return []map[string]any{fapi2Client(public, nil)}
+	}, func(issuer, _ string) config.Frontend {
+		return config.Frontend{Name: "web", Mount: "/web",
+			OIDC: config.OIDC{Issuer: issuer, ClientID: "web-bff", Profile: config.ProfileFAPI2,
+				ClientAuth: config.PrivateKeyJWT, PrivateKeyFile: keyFile},
+			Routes: []config.Route{{Prefix: "/api/orders", Upstream: "http://placeholder.invalid", StripPrefix: true}},
+		}
+	})
+	return e, tap
+}
+
 // TestPanvaDPoPClientTokenAggregateAndCodeBinding runs, against
 // oidc-provider in its FAPI 2.0 mode (DPoP nonces required at the token
 // endpoint), what a fapi2 frontend binds besides the user's token:
@@ -93,20 +116,7 @@ func fapi2Client(public string, extra map[string]any) map[string]any {
 //   - an aggregate's parts each carry their own proof for their own URL,
 //     with the upstream's nonce challenge answered per part.
 func TestPanvaDPoPClientTokenAggregateAndCodeBinding(t *testing.T) {
-	ec, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	keyFile := writeClientKey(t, ec)
-	// The first gateway serves the logins (/bff/login answers on the
-	// public origin only) with a window on what it pushes to the provider.
-	tap := &providerTap{}
-	e := newPanvaEnvWith(t, panva.Options{FAPI2: true, RequireDPoPNonce: true}, gateway.Options{HTTPClient: tap.client()}, func(public string) []map[string]any {
-		return []map[string]any{fapi2Client(public, nil)}
-	}, func(issuer, _ string) config.Frontend {
-		return config.Frontend{Name: "web", Mount: "/web",
-			OIDC: config.OIDC{Issuer: issuer, ClientID: "web-bff", Profile: config.ProfileFAPI2,
-				ClientAuth: config.PrivateKeyJWT, PrivateKeyFile: keyFile},
-			Routes: []config.Route{{Prefix: "/api/orders", Upstream: "http://placeholder.invalid", StripPrefix: true}},
-		}
-	})
+	e, tap := newFAPI2DPoPEnv(t)
 	// The upstream needs the provider, known only now: the instances under
 	// test are replicas on the same config, store and cookie keys.
 	api := newDPoPUpstream(t, e.op)
@@ -343,18 +353,7 @@ func TestPanvaDPoPLoginRefusals(t *testing.T) {
 // on the new one must end with the key /login bound the code to, made from
 // the older pair, which the new instance still holds to open old cookies.
 func TestPanvaDPoPLoginAcrossCookieKeyRotation(t *testing.T) {
-	ec, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	keyFile := writeClientKey(t, ec)
-	tap := &providerTap{}
-	e := newPanvaEnvWith(t, panva.Options{FAPI2: true, RequireDPoPNonce: true}, gateway.Options{HTTPClient: tap.client()}, func(public string) []map[string]any {
-		return []map[string]any{fapi2Client(public, nil)}
-	}, func(issuer, _ string) config.Frontend {
-		return config.Frontend{Name: "web", Mount: "/web",
-			OIDC: config.OIDC{Issuer: issuer, ClientID: "web-bff", Profile: config.ProfileFAPI2,
-				ClientAuth: config.PrivateKeyJWT, PrivateKeyFile: keyFile},
-			Routes: []config.Route{{Prefix: "/api/orders", Upstream: "http://placeholder.invalid", StripPrefix: true}},
-		}
-	})
+	e, tap := newFAPI2DPoPEnv(t)
 	api := newDPoPUpstream(t, e.op)
 	e.cfg.Frontends[0].Routes = []config.Route{{Prefix: "/api/orders", Upstream: api.URL, StripPrefix: true, Token: config.TokenUser}}
 

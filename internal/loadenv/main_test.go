@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -11,7 +12,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -87,10 +87,22 @@ func TestLoadenvServesBothURLs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var stderr syncBuilder
-	cmd.Stderr = &stderr
+	stderrPipe, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
+	}
+	// stderr is read only once the copy is over: after the process ended,
+	// or, on a failure, after it was killed.
+	var errBuf bytes.Buffer
+	copied := make(chan struct{})
+	go func() { _, _ = io.Copy(&errBuf, stderrPipe); close(copied) }()
+	stderr := func() string {
+		_ = cmd.Process.Kill()
+		<-copied
+		return errBuf.String()
 	}
 	done := make(chan error, 1)
 	// After a failure: the process must not outlive the test (a kill
@@ -105,6 +117,7 @@ func TestLoadenvServesBothURLs(t *testing.T) {
 			lines <- sc.Text()
 		}
 		close(lines)
+		<-copied // Wait closes the pipes: the reads come first
 		done <- cmd.Wait()
 	}()
 	deadline := time.After(60 * time.Second)
@@ -112,13 +125,13 @@ func TestLoadenvServesBothURLs(t *testing.T) {
 		select {
 		case l, ok := <-lines:
 			if !ok {
-				t.Fatalf("loadenv exited before READY: %s", stderr.String())
+				t.Fatalf("loadenv exited before READY: %s", stderr())
 			}
 			if k, v, found := strings.Cut(l, "="); found {
 				vars[k] = strings.Trim(v, "'")
 			}
 		case <-deadline:
-			t.Fatalf("no READY after 60s: %s", stderr.String())
+			t.Fatalf("no READY after 60s: %s", stderr())
 		}
 	}
 
@@ -152,35 +165,16 @@ func TestLoadenvServesBothURLs(t *testing.T) {
 	select {
 	case err := <-done:
 		if err != nil {
-			t.Fatalf("loadenv: %v\n%s", err, stderr.String())
+			t.Fatalf("loadenv: %v\n%s", err, stderr())
 		}
 	case <-time.After(30 * time.Second):
 		t.Fatal("loadenv did not stop on SIGTERM")
 	}
-	m := regexp.MustCompile(`the baseline sends a fixed Authorization header of (\d+) bytes`).FindStringSubmatch(stderr.String())
+	m := regexp.MustCompile(`the baseline sends a fixed Authorization header of (\d+) bytes`).FindStringSubmatch(errBuf.String())
 	if m == nil {
-		t.Fatalf("no baseline line in stderr:\n%s", stderr.String())
+		t.Fatalf("no baseline line in stderr:\n%s", stderr())
 	}
 	if n, _ := strconv.Atoi(m[1]); n < 100 {
 		t.Errorf("baseline header of %d bytes: shorter than any access token of the demo provider", n)
 	}
-}
-
-// syncBuilder is the process's stderr, read by the test while the process
-// may still write to it.
-type syncBuilder struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuilder) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuilder) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
