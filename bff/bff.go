@@ -66,15 +66,15 @@ type Deps struct {
 	// carry as X-Request-Id; nil (or "") passes the client's header on
 	// as it came.
 	RequestID func(context.Context) string
-	// OlderKeySecrets are the secrets of the other cookie key pairs, which
-	// still open cookies sealed before a rotation: a login begun where one
-	// of them was the first pair ends with the DPoP key it began with.
-	OlderKeySecrets [][]byte
 	// KeySecret is a secret every instance shares (the sealing cookie key
 	// pair), from which DPoP frontends derive their keys: the frontend's
 	// client key, and each login's session key. Nil means a random secret
 	// per BFF (right only for a single instance).
 	KeySecret []byte
+	// OlderKeySecrets are the secrets of the other cookie key pairs, which
+	// still open cookies sealed before a rotation: a login begun where one
+	// of them was the first pair ends with the DPoP key it began with.
+	OlderKeySecrets [][]byte
 }
 
 // BFF serves one frontend.
