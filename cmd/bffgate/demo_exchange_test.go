@@ -38,15 +38,7 @@ func TestDemoPaymentsTakesOnlyExchangedTokens(t *testing.T) {
 		out := startDemoPart(t, "demo", "-listen", "127.0.0.1:0", "-idp-listen", "127.0.0.1:0")
 		public := strings.TrimSuffix(out.field(t, "Open"), "/web/")
 		b := oidctest.NewBrowser(t)
-		cb, _, err := b.Login(ctx, public+"/web/bff/login", demo.UserUsername, demo.Password)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp, err := b.Follow(ctx, cb)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
+		signIn(t, b, public+"/web/bff/login", demo.UserUsername)
 		call := func(path string) (int, []byte) {
 			t.Helper()
 			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, public+"/web"+path, nil)

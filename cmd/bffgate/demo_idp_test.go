@@ -123,6 +123,17 @@ func follow(t *testing.T, b *oidctest.Browser, u string, h http.Header) *http.Re
 	return resp
 }
 
+// signIn signs user in at the demo provider from the login URL start and
+// follows the callback, whose response (body closed) it returns.
+func signIn(t *testing.T, b *oidctest.Browser, start, user string) *http.Response {
+	t.Helper()
+	cb, _, err := b.Login(context.Background(), start, user, demo.Password)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return follow(t, b, cb, nil)
+}
+
 // TestDemoOpenedOn127 (issue 9 item 2): the demo's public URL is
 // http://localhost:PORT; a user who opens http://127.0.0.1:PORT, as
 // -listen suggests, is taken to localhost for the page and the login, and

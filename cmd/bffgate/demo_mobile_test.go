@@ -44,21 +44,6 @@ func TestDemoMobileAppAndDashboard(t *testing.T) {
 		_ = json.Unmarshal(raw, &m)
 		return resp, m
 	}
-	// signIn signs user in from the login URL start and follows the callback,
-	// whose response (body closed) it returns.
-	signIn := func(t *testing.T, b *oidctest.Browser, start, user string) *http.Response {
-		t.Helper()
-		cb, _, err := b.Login(ctx, start, user, demo.Password)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp, err := b.Follow(ctx, cb)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		return resp
-	}
 
 	t.Run("mobile app", func(t *testing.T) {
 		if resp, _ := demoGet(t, demo.AppRedirectURI(public)); resp.StatusCode != http.StatusOK {

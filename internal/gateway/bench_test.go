@@ -21,15 +21,22 @@ import (
 // run so the ratio means something on a shared machine:
 //
 //	go test -run '^$' -bench Forward -benchtime 3s ./internal/gateway/
-func BenchmarkForward(b *testing.B) {
+//
+// fastUpstream is the benchmarks' upstream, a ~10-byte JSON answer, and the
+// config change that routes /web/api/fast to it (prefix stripped).
+func fastUpstream(b *testing.B) (*httptest.Server, func(*config.Config)) {
 	fast := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = io.WriteString(w, `{"ok":true}`)
 	}))
-	defer fast.Close()
-	route := func(c *config.Config) {
+	b.Cleanup(fast.Close)
+	return fast, func(c *config.Config) {
 		c.Frontends[0].Routes = append(c.Frontends[0].Routes, config.Route{Prefix: "/api/fast", Upstream: fast.URL, StripPrefix: true})
 	}
+}
+
+func BenchmarkForward(b *testing.B) {
+	fast, route := fastUpstream(b)
 
 	target, _ := url.Parse(fast.URL)
 	bare := httputil.NewSingleHostReverseProxy(target)
@@ -96,14 +103,7 @@ func BenchmarkForward(b *testing.B) {
 // each time, "gateway-redis-logged" also writes the JSON access line
 // (to io.Discard) as a production logger would.
 func BenchmarkHotPath(b *testing.B) {
-	fast := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		_, _ = io.WriteString(w, `{"ok":true}`)
-	}))
-	defer fast.Close()
-	route := func(c *config.Config) {
-		c.Frontends[0].Routes = append(c.Frontends[0].Routes, config.Route{Prefix: "/api/fast", Upstream: fast.URL, StripPrefix: true})
-	}
+	fast, route := fastUpstream(b)
 
 	serve := func(b *testing.B, h http.Handler, url string, header http.Header) {
 		b.Helper()
