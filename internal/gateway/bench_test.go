@@ -16,12 +16,6 @@ import (
 	"github.com/bffgate/bffgate/internal/gateway"
 )
 
-// BenchmarkForward measures the hot path — cookie open, store read, decrypt,
-// forward — against a bare httputil.ReverseProxy to the same upstream, in one
-// run so the ratio means something on a shared machine:
-//
-//	go test -run '^$' -bench Forward -benchtime 3s ./internal/gateway/
-//
 // fastUpstream is the benchmarks' upstream, a ~10-byte JSON answer, and the
 // config change that routes /web/api/fast to it (prefix stripped).
 func fastUpstream(b *testing.B) (*httptest.Server, func(*config.Config)) {
@@ -35,6 +29,11 @@ func fastUpstream(b *testing.B) (*httptest.Server, func(*config.Config)) {
 	}
 }
 
+// BenchmarkForward measures the hot path — cookie open, store read, decrypt,
+// forward — against a bare httputil.ReverseProxy to the same upstream, in one
+// run so the ratio means something on a shared machine:
+//
+//	go test -run '^$' -bench Forward -benchtime 3s ./internal/gateway/
 func BenchmarkForward(b *testing.B) {
 	fast, route := fastUpstream(b)
 
